@@ -2,9 +2,10 @@ import { Command, CommanderError, Option } from 'commander';
 import { HilError, isHilError } from '../errors.ts';
 import { type CliContext, createContext, type RegisterCommands } from './context.ts';
 import { registerImageCommands } from './image.ts';
+import { registerResultsCommands } from './results.ts';
 
 // One line per command group; each group lives in its own file.
-const groups: RegisterCommands[] = [registerImageCommands];
+const groups: RegisterCommands[] = [registerImageCommands, registerResultsCommands];
 
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('stm32-hil')
