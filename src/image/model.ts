@@ -6,6 +6,8 @@ export interface SegmentSource {
   file: string;
   /** ELF section names the segment holds (ELF only). */
   sections?: string[];
+  /** ELF only: where each of those sections lies (load address) and its size, to name the exact culprit. */
+  sectionSpans?: Array<{ name: string; address: number; size: number }>;
   /** 1-based line of the first record (HEX, S-record). */
   line?: number;
   /** Byte offset in the file (ELF, binary, DfuSe). */
@@ -157,7 +159,8 @@ export class FirmwareImage {
       for (const r of keep(s.address, s.data.length)) {
         const from = Math.max(r.start, s.address);
         const to = Math.min(r.end, segmentEnd(s));
-        if (from < to) img.add({ ...s, address: from, data: s.data.subarray(from - s.address, to - s.address) });
+        if (from < to)
+          img.add({ ...s, address: from, data: s.data.subarray(from - s.address, to - s.address) });
       }
     }
     return img;
