@@ -100,6 +100,36 @@ export function parseElf(bytes: Uint8Array, file: string): FirmwareImage {
   let shnum = u16(48);
   const shstrndx = u16(50);
 
+  const img = new FirmwareImage('elf', file);
+  img.entry = entry;
+  img.meta.machine = 'ARM';
+  img.meta.flags = u32(36);
+  if (phnum > 0) need(phoff, phnum * phentsize, 'the program header table');
+  if (phentsize < 32 && phnum > 0)
+    fail('E_ELF_SYNTAX', `program header entries of ${phentsize} bytes (byte offset 42), 32 expected`, {
+      offset: 42,
+    });
+  // Program headers first: a file cut short is reported where its load data ends, not at the section table.
+  const loads: Array<{ offset: number; vaddr: number; paddr: number; filesz: number }> = [];
+  for (let i = 0; i < phnum; i++) {
+    const h = phoff + i * phentsize;
+    if (u32(h) !== PT_LOAD) continue;
+    const offset = u32(h + 4);
+    const vaddr = u32(h + 8);
+    const paddr = u32(h + 12);
+    const filesz = u32(h + 16);
+    if (filesz === 0) continue;
+    need(offset, filesz, `the data of program header ${i}`);
+    if (paddr + filesz > 0x1_0000_0000) {
+      fail(
+        'E_IMAGE_ADDRESS_RANGE',
+        `program header ${i} (byte offset ${h}): ${filesz} bytes at ${hex32(paddr)} run past the 4 GiB address space`,
+        { offset: h, address: paddr, length: filesz },
+      );
+    }
+    loads.push({ offset, vaddr, paddr, filesz });
+  }
+
   // Section headers: only to name what each segment holds; an image stripped of them still loads.
   type Section = { name: string; offset: number; size: number };
   const sections: Section[] = [];
@@ -127,35 +157,7 @@ export function parseElf(bytes: Uint8Array, file: string): FirmwareImage {
     }
   }
 
-  const img = new FirmwareImage('elf', file);
-  img.entry = entry;
-  img.meta.machine = 'ARM';
-  img.meta.flags = u32(36);
-  if (phnum > 0) need(phoff, phnum * phentsize, 'the program header table');
-  if (phentsize < 32 && phnum > 0)
-    fail('E_ELF_SYNTAX', `program header entries of ${phentsize} bytes (byte offset 42), 32 expected`, {
-      offset: 42,
-    });
-  for (let i = 0; i < phnum; i++) {
-    const h = phoff + i * phentsize;
-    if (u32(h) !== PT_LOAD) continue;
-    const offset = u32(h + 4);
-    const vaddr = u32(h + 8);
-    const paddr = u32(h + 12);
-    const filesz = u32(h + 16);
-    if (filesz === 0) continue;
-    need(offset, filesz, `the data of program header ${i}`);
-    if (paddr + filesz > 0x1_0000_0000) {
-      fail(
-        'E_IMAGE_ADDRESS_RANGE',
-        `program header ${i} (byte offset ${h}): ${filesz} bytes at ${hex32(paddr)} run past the 4 GiB address space`,
-        {
-          offset: h,
-          address: paddr,
-          length: filesz,
-        },
-      );
-    }
+  for (const { offset, vaddr, paddr, filesz } of loads) {
     const held = sections
       .filter((s) => s.offset >= offset && s.offset < offset + filesz)
       .sort((a, b) => a.offset - b.offset)
