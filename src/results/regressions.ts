@@ -2,7 +2,7 @@ import type { KnownIssue } from '../farm/schema.ts';
 import { findPart } from '../parts/catalogue.ts';
 import { hex8 } from '../util/hex.ts';
 import { fisherExact, meanSd, wilson } from './stats.ts';
-import type { MeasurementRow, OutcomeRow, ResultsStore, RunRow } from './store.ts';
+import type { MeasurementRow, OutcomeCount, OutcomeRow, ResultsStore, RunRow } from './store.ts';
 
 /**
  * Bootloader regression analysis over the results store.
@@ -262,8 +262,6 @@ export function matchKnownIssues(
   );
 }
 
-const isFailure = (o: OutcomeRow) => o.status === 'failed' || o.status === 'broken';
-
 function knownIds(issues: readonly KnownIssue[], o: OutcomeRow): string[] {
   const ids = matchKnownIssues(issues, o).map((k) => k.id);
   if (o.knownIssue && !ids.includes(o.knownIssue)) ids.push(o.knownIssue);
@@ -382,44 +380,70 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
   };
   const issues = options.knownIssues ?? [];
   const since = options.since === undefined ? null : store.resolveSince(options.since);
-  const runs = store.runs({ sinceRun: since ?? 0 });
-  const runById = new Map(store.runs().map((r) => [r.id, r]));
+  const allRuns = store.runs();
+  const runs = allRuns.filter((r) => r.id >= (since ?? 0));
+  const runById = new Map(allRuns.map((r) => [r.id, r]));
 
-  const all = store.outcomes();
-  const inWindow = since === null ? all : all.filter((o) => o.runId >= since);
-  const executed = inWindow.filter((o) => o.status !== 'skipped');
+  // SQLite does the counting; only failures come back one by one (they are few).
+  const counts = store.outcomeCounts({ sinceRun: since ?? 0 });
+  const failures = store.outcomes({ sinceRun: since ?? 0, statuses: ['failed', 'broken'] });
+  const latestRunOfBoard = store.latestRunOfBoards();
 
-  // Per (test, part, bootloader) group, per board.
-  const groupKey = (o: OutcomeRow) => `${testKey(o)}\u0000${columnKey(o.part, o.bootloader)}`;
-  const groups = groupBy(inWindow, groupKey);
+  const col = (o: { part: string; bootloader: number | null }) => columnKey(o.part, o.bootloader);
+  const groupKey = (o: { suite: string; test: string; part: string; bootloader: number | null }) =>
+    `${testKey(o)}\u0000${col(o)}`;
+  const boardKey = (o: {
+    suite: string;
+    test: string;
+    part: string;
+    bootloader: number | null;
+    board: string;
+  }) => `${groupKey(o)}\u0000${o.board}`;
+  const failuresOf = groupBy(failures, boardKey);
+
+  // Per group, per board: executions, failures, passes (a board may appear under two spellings of a part).
+  interface BoardCount {
+    board: string;
+    runs: number;
+    failures: number;
+    passed: number;
+    skipped: number;
+  }
+  const groups = new Map<string, { sample: OutcomeCount; boards: Map<string, BoardCount> }>();
+  for (const c of counts) {
+    const gk = groupKey(c);
+    const g = groups.get(gk) ?? { sample: c, boards: new Map<string, BoardCount>() };
+    const b = g.boards.get(c.board) ?? { board: c.board, runs: 0, failures: 0, passed: 0, skipped: 0 };
+    b.runs += c.runs;
+    b.failures += c.failures;
+    b.passed += c.passed;
+    b.skipped += c.skipped;
+    g.boards.set(c.board, b);
+    groups.set(gk, g);
+  }
 
   const boardProblems: BoardProblem[] = [];
-  const problemKeys = new Set<string>(); // group key + board
-  for (const [gk, outcomes] of groups) {
-    const perBoard = groupBy(
-      outcomes.filter((o) => o.status !== 'skipped'),
-      (o) => o.board,
-    );
-    for (const [board, own] of perBoard) {
-      const f = own.filter(isFailure).length;
-      if (f === 0) continue;
-      const siblings = [...perBoard].filter(([b]) => b !== board);
-      if (!siblings.length || siblings.some(([, os]) => os.some(isFailure))) continue;
-      const sibRuns = siblings.reduce((s, [, os]) => s + os.length, 0);
-      const p = fisherExact(f, own.length - f, 0, sibRuns);
-      if (!(p < alpha || 2 * f >= own.length)) continue;
-      const first = own[0]!;
-      const failing = own.filter(isFailure);
+  const problemKeys = new Set<string>();
+  for (const [gk, { sample, boards }] of groups) {
+    const ran = [...boards.values()].filter((b) => b.runs > 0);
+    for (const own of ran) {
+      if (own.failures === 0) continue;
+      const siblings = ran.filter((b) => b.board !== own.board);
+      if (!siblings.length || siblings.some((b) => b.failures > 0)) continue;
+      const sibRuns = siblings.reduce((s, b) => s + b.runs, 0);
+      const p = fisherExact(own.failures, own.runs - own.failures, 0, sibRuns);
+      if (!(p < alpha || 2 * own.failures >= own.runs)) continue;
+      const failing = failuresOf.get(`${gk}\u0000${own.board}`) ?? [];
       const ids = failing.map((o) => knownIds(issues, o));
-      problemKeys.add(`${gk}\u0000${board}`);
+      problemKeys.add(`${gk}\u0000${own.board}`);
       boardProblems.push({
-        board,
-        part: partName(first.part),
-        bootloader: first.bootloader,
-        test: testKey(first),
-        runs: own.length,
-        failures: f,
-        siblings: siblings.map(([b]) => b).sort(),
+        board: own.board,
+        part: partName(sample.part),
+        bootloader: sample.bootloader,
+        test: testKey(sample),
+        runs: own.runs,
+        failures: own.failures,
+        siblings: siblings.map((b) => b.board).sort(),
         siblingRuns: sibRuns,
         p,
         errorCodes: sortedUnique(failing.map((o) => o.errorCode ?? '').filter(Boolean)),
@@ -428,15 +452,27 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
       });
     }
   }
-  const isBoardProblem = (o: OutcomeRow) => problemKeys.has(`${groupKey(o)}\u0000${o.board}`);
+  boardProblems.sort((x, y) => x.board.localeCompare(y.board) || x.test.localeCompare(y.test));
+  const isBoardProblem = (o: {
+    suite: string;
+    test: string;
+    part: string;
+    bootloader: number | null;
+    board: string;
+  }) => problemKeys.has(boardKey(o));
 
   // Columns and matrix.
   const columnMap = new Map<string, Column>();
-  for (const o of inWindow) {
-    const key = columnKey(o.part, o.bootloader);
-    const col = columnMap.get(key) ?? { key, part: partName(o.part), bootloader: o.bootloader, boards: [] };
-    if (!col.boards.includes(o.board)) col.boards.push(o.board);
-    columnMap.set(key, col);
+  for (const c of counts) {
+    const key = col(c);
+    const column = columnMap.get(key) ?? {
+      key,
+      part: partName(c.part),
+      bootloader: c.bootloader,
+      boards: [],
+    };
+    if (!column.boards.includes(c.board)) column.boards.push(c.board);
+    columnMap.set(key, column);
   }
   const columns = [...columnMap.values()].sort((a, b) => {
     if (a.part !== b.part) return a.part < b.part ? -1 : 1;
@@ -447,33 +483,35 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
   });
   for (const c of columns) c.boards.sort();
 
-  const matrix: MatrixRow[] = [];
-  const tests = sortedUnique(inWindow.map(testKey));
-  const byTest = groupBy(inWindow, testKey);
-  for (const test of tests) {
-    const row: MatrixRow = { test, cells: {} };
-    for (const [col, outcomes] of groupBy(byTest.get(test)!, (o) => columnKey(o.part, o.bootloader))) {
-      const cell = emptyCell();
-      const counted = outcomes.filter((o) => !isBoardProblem(o));
-      cell.boardProblems = sortedUnique(outcomes.filter(isBoardProblem).map((o) => o.board));
-      cell.skipped = counted.filter((o) => o.status === 'skipped').length;
-      const ran = counted.filter((o) => o.status !== 'skipped');
-      cell.runs = ran.length;
-      cell.failures = ran.filter(isFailure).length;
-      cell.passed = cell.runs - cell.failures;
-      Object.assign(cell, wilson(cell.failures, cell.runs));
-      cell.boards = sortedUnique(ran.map((o) => o.board));
-      cell.flakyBoards = [...groupBy(ran, (o) => o.board)]
-        .filter(([, os]) => os.some(isFailure) && os.some((o) => o.status === 'passed'))
-        .map(([b]) => b)
-        .sort();
-      const ids = ran.filter(isFailure).map((o) => knownIds(issues, o));
-      cell.knownIssues = sortedUnique(ids.flat());
-      cell.unknownFailures = ids.filter((x) => x.length === 0).length;
-      row.cells[col] = cell;
-    }
-    matrix.push(row);
+  const rows = new Map<string, MatrixRow>();
+  for (const [gk, { sample, boards }] of groups) {
+    const test = testKey(sample);
+    const row = rows.get(test) ?? { test, cells: {} };
+    rows.set(test, row);
+    const cell = emptyCell();
+    const counted = [...boards.values()].filter((b) => !problemKeys.has(`${gk}\u0000${b.board}`));
+    cell.boardProblems = [...boards.keys()].filter((b) => problemKeys.has(`${gk}\u0000${b}`)).sort();
+    cell.skipped = counted.reduce((s, b) => s + b.skipped, 0);
+    cell.runs = counted.reduce((s, b) => s + b.runs, 0);
+    cell.failures = counted.reduce((s, b) => s + b.failures, 0);
+    cell.passed = cell.runs - cell.failures;
+    Object.assign(cell, wilson(cell.failures, cell.runs));
+    cell.boards = counted
+      .filter((b) => b.runs > 0)
+      .map((b) => b.board)
+      .sort();
+    cell.flakyBoards = counted
+      .filter((b) => b.failures > 0 && b.passed > 0)
+      .map((b) => b.board)
+      .sort();
+    const ids = counted
+      .flatMap((b) => failuresOf.get(`${gk}\u0000${b.board}`) ?? [])
+      .map((o) => knownIds(issues, o));
+    cell.knownIssues = sortedUnique(ids.flat());
+    cell.unknownFailures = ids.filter((x) => x.length === 0).length;
+    row.cells[col(sample)] = cell;
   }
+  const matrix = [...rows.values()].sort((a, b) => (a.test < b.test ? -1 : a.test > b.test ? 1 : 0));
 
   // Comparisons.
   const comparisons: Comparison[] = [];
@@ -521,38 +559,28 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
   }
 
   // Night-over-night, on the latest run of each board.
-  const latestRunOfBoard = new Map<string, number>();
-  for (const o of all) latestRunOfBoard.set(o.board, Math.max(latestRunOfBoard.get(o.board) ?? 0, o.runId));
   const nightOverNight: NightChange[] = [];
-  for (const [, outcomes] of groupBy(
-    all.filter((o) => o.status !== 'skipped'),
-    (o) => `${o.board}\u0000${o.bootloader}\u0000${testKey(o)}`,
-  )) {
-    const perRun = [...groupBy(outcomes, (o) => String(o.runId))].map(([run, os]) => ({
-      run: Number(run),
-      os,
-      failed: os.some(isFailure),
-    }));
-    perRun.sort((a, b) => a.run - b.run);
-    const last = perRun.at(-1)!;
-    const prev = perRun.at(-2);
-    const board = outcomes[0]!.board;
-    if (!prev || last.run !== latestRunOfBoard.get(board) || (since !== null && last.run < since)) continue;
-    if (last.failed === prev.failed) continue;
-    const failing = (last.failed ? last.os : prev.os).filter(isFailure);
+  for (const t of store.lastTwo()) {
+    if (t.failed === t.previousFailed || (since !== null && t.run < since)) continue;
+    const failing = store.outcomes({
+      runId: t.failed ? t.run : t.previousRun,
+      board: t.board,
+      suite: t.suite,
+      test: t.test,
+      statuses: ['failed', 'broken'],
+    });
     const ids = failing.map((o) => knownIds(issues, o));
-    const o = failing[0]!;
     nightOverNight.push({
-      board,
-      part: partName(o.part),
-      bootloader: o.bootloader,
-      test: testKey(o),
-      previousRun: prev.run,
-      run: last.run,
-      change: last.failed ? 'regression' : 'fixed',
-      errorCode: o.errorCode,
-      boardProblem: failing.some(isBoardProblem),
-      known: ids.every((x) => x.length > 0),
+      board: t.board,
+      part: partName(t.part),
+      bootloader: t.bootloader,
+      test: testKey(t),
+      previousRun: t.previousRun,
+      run: t.run,
+      change: t.failed ? 'regression' : 'fixed',
+      errorCode: failing[0]?.errorCode ?? null,
+      boardProblem: isBoardProblem(t),
+      known: ids.length > 0 && ids.every((x) => x.length > 0),
       knownIssues: sortedUnique(ids.flat()),
     });
   }
@@ -561,28 +589,25 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
   const timing = timingSeries(store.measurements(), runById, since, timingRule);
 
   // Known issues: status at the latest execution of each (board, test) in scope.
+  const failedAt = new Set(failures.map((o) => `${boardKey(o)}\u0000${o.runId}`));
   const knownIssues: KnownIssueStatus[] = issues.map((k) => {
-    const scoped = executed.filter((o) => matchKnownIssues([k], o).length > 0);
-    const latest = [...groupBy(scoped, (o) => `${o.board}\u0000${testKey(o)}`).values()].flatMap((os) => {
-      const run = Math.max(...os.map((o) => o.runId));
-      return os.filter((o) => o.runId === run);
-    });
-    const reproduced = latest.some(isFailure);
+    const scoped = counts.filter((c) => c.runs > 0 && matchKnownIssues([k], c).length > 0);
+    const reproduced = scoped.some((c) => failedAt.has(`${boardKey(c)}\u0000${c.lastRun}`));
     return {
       id: k.id,
       title: k.title,
       source: k.source,
       status: !scoped.length ? 'not-run' : reproduced ? 'reproduced' : 'possibly-fixed',
-      runs: scoped.length,
-      failures: scoped.filter(isFailure).length,
-      boards: sortedUnique(scoped.map((o) => o.board)),
-      lastRun: scoped.length ? Math.max(...scoped.map((o) => o.runId)) : null,
+      runs: scoped.reduce((s, c) => s + c.runs, 0),
+      failures: scoped.reduce((s, c) => s + c.failures, 0),
+      boards: sortedUnique(scoped.map((c) => c.board)),
+      lastRun: scoped.length ? Math.max(...scoped.map((c) => c.lastRun ?? 0)) : null,
     };
   });
 
   // Failures in each board's latest run (within the window).
-  const latestFailures: LatestFailure[] = executed
-    .filter((o) => isFailure(o) && o.runId === latestRunOfBoard.get(o.board))
+  const latestFailures: LatestFailure[] = failures
+    .filter((o) => o.runId === latestRunOfBoard.get(o.board))
     .map((o) => {
       const ids = knownIds(issues, o);
       return {
@@ -597,7 +622,8 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
         known: ids.length > 0,
         knownIssues: ids,
       };
-    });
+    })
+    .sort((x, y) => x.board.localeCompare(y.board) || x.test.localeCompare(y.test));
 
   const reasons: string[] = [];
   const unknownCmp = comparisons.filter((c) => c.verdict === 'regression' && !c.known);

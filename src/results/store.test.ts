@@ -39,8 +39,16 @@ const outcome = (runId: number, i: number) => ({
 });
 
 /** Runs a child Node process with the given module script; resolves with its stdout, stderr and end. */
-function child(script: string, env: Record<string, string>): { proc: ChildProcess; done: Promise<{ stdout: string; stderr: string; signal: NodeJS.Signals | null; code: number | null }> } {
-  const proc = spawn(NODE, ['--input-type=module', '-e', script], { env: { ...process.env, ...env, STORE_TS } });
+function child(
+  script: string,
+  env: Record<string, string>,
+): {
+  proc: ChildProcess;
+  done: Promise<{ stdout: string; stderr: string; signal: NodeJS.Signals | null; code: number | null }>;
+} {
+  const proc = spawn(NODE, ['--input-type=module', '-e', script], {
+    env: { ...process.env, ...env, STORE_TS },
+  });
   let stdout = '';
   let stderr = '';
   proc.stdout!.on('data', (d) => {
@@ -49,9 +57,12 @@ function child(script: string, env: Record<string, string>): { proc: ChildProces
   proc.stderr!.on('data', (d) => {
     stderr += d;
   });
-  const done = new Promise<{ stdout: string; stderr: string; signal: NodeJS.Signals | null; code: number | null }>((resolve) =>
-    proc.on('close', (code, signal) => resolve({ stdout, stderr, signal, code })),
-  );
+  const done = new Promise<{
+    stdout: string;
+    stderr: string;
+    signal: NodeJS.Signals | null;
+    code: number | null;
+  }>((resolve) => proc.on('close', (code, signal) => resolve({ stdout, stderr, signal, code })));
   return { proc, done };
 }
 
@@ -59,9 +70,28 @@ describe('results store', () => {
   it('round-trips runs, boards, outcomes and measurements across reopening', () => {
     const s = openTracked(file);
     expect(existsSync(`${file}-wal`)).toBe(true);
-    const run = s.beginRun({ host: 'rack-1', revision: 'abc123', trigger: 'nightly', startedAt: '2025-03-01T01:00:00Z' });
-    expect(run).toMatchObject({ id: 1, status: 'running', host: 'rack-1', revision: 'abc123', trigger: 'nightly', interrupted: [] });
-    s.recordBoard({ id: 'h743-revV-90', part: 'stm32h743', chipRevision: 'V', bootloader: 0x90, host: 'rack-1', virtual: true });
+    const run = s.beginRun({
+      host: 'rack-1',
+      revision: 'abc123',
+      trigger: 'nightly',
+      startedAt: '2025-03-01T01:00:00Z',
+    });
+    expect(run).toMatchObject({
+      id: 1,
+      status: 'running',
+      host: 'rack-1',
+      revision: 'abc123',
+      trigger: 'nightly',
+      interrupted: [],
+    });
+    s.recordBoard({
+      id: 'h743-revV-90',
+      part: 'stm32h743',
+      chipRevision: 'V',
+      bootloader: 0x90,
+      host: 'rack-1',
+      virtual: true,
+    });
     const id = s.recordOutcome({
       ...outcome(run.id, 1),
       status: 'failed',
@@ -71,7 +101,15 @@ describe('results store', () => {
       knownIssue: 'h74x-bl90-bank2-erase',
       at: '2025-03-01T01:02:00Z',
     });
-    s.recordMeasurement({ runId: run.id, board: 'h743-revV-90', part: 'stm32h743', bootloader: 0x90, name: 'erase_ms', value: 912.5, unit: 'ms' });
+    s.recordMeasurement({
+      runId: run.id,
+      board: 'h743-revV-90',
+      part: 'stm32h743',
+      bootloader: 0x90,
+      name: 'erase_ms',
+      value: 912.5,
+      unit: 'ms',
+    });
     s.finishRun(run.id, { finishedAt: '2025-03-01T01:10:00Z', summary: { passed: 0, failed: 1 } });
     s.close();
 
@@ -86,7 +124,14 @@ describe('results store', () => {
       }),
     ]);
     expect(again.boards()).toEqual([
-      expect.objectContaining({ id: 'h743-revV-90', part: 'stm32h743', chipRevision: 'V', bootloader: 0x90, host: 'rack-1', virtual: true }),
+      expect.objectContaining({
+        id: 'h743-revV-90',
+        part: 'stm32h743',
+        chipRevision: 'V',
+        bootloader: 0x90,
+        host: 'rack-1',
+        virtual: true,
+      }),
     ]);
     expect(again.outcomes()).toEqual([
       {
@@ -106,7 +151,16 @@ describe('results store', () => {
         recordedAt: '2025-03-01T01:02:00.000Z',
       },
     ]);
-    expect(again.measurements()).toEqual([expect.objectContaining({ runId: 1, board: 'h743-revV-90', name: 'erase_ms', value: 912.5, unit: 'ms', bootloader: 0x90 })]);
+    expect(again.measurements()).toEqual([
+      expect.objectContaining({
+        runId: 1,
+        board: 'h743-revV-90',
+        name: 'erase_ms',
+        value: 912.5,
+        unit: 'ms',
+        bootloader: 0x90,
+      }),
+    ]);
     const db = new DatabaseSync(file);
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: SCHEMA_VERSION });
     expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
@@ -132,11 +186,22 @@ describe('results store', () => {
     expect(() => s.recordOutcome({ ...outcome(run.id, 1), status: 'exploded' as 'passed' })).toThrow(
       expect.objectContaining({ code: 'E_RESULTS_INPUT' }),
     );
-    expect(() => s.recordOutcome({ ...outcome(run.id, 1), bootloader: 0x190 })).toThrow(expect.objectContaining({ code: 'E_RESULTS_INPUT' }));
-    expect(() => s.recordOutcome({ ...outcome(999, 1), board: 'ghost' })).toThrow(expect.objectContaining({ code: 'E_RESULTS_RUN_UNKNOWN' }));
-    expect(() => s.recordMeasurement({ runId: run.id, board: 'b', part: 'stm32h743', name: 'erase_ms', value: Number.NaN, unit: 'ms' })).toThrow(
+    expect(() => s.recordOutcome({ ...outcome(run.id, 1), bootloader: 0x190 })).toThrow(
       expect.objectContaining({ code: 'E_RESULTS_INPUT' }),
     );
+    expect(() => s.recordOutcome({ ...outcome(999, 1), board: 'ghost' })).toThrow(
+      expect.objectContaining({ code: 'E_RESULTS_RUN_UNKNOWN' }),
+    );
+    expect(() =>
+      s.recordMeasurement({
+        runId: run.id,
+        board: 'b',
+        part: 'stm32h743',
+        name: 'erase_ms',
+        value: Number.NaN,
+        unit: 'ms',
+      }),
+    ).toThrow(expect.objectContaining({ code: 'E_RESULTS_INPUT' }));
     expect(s.outcomes()).toEqual([]);
     expect(s.boards()).toEqual([]);
   });
@@ -164,8 +229,12 @@ describe('results store', () => {
     expect(s.resolveSince('2025-03-02')).toBe(2);
     expect(s.resolveSince('2025-03-02T02:00:00Z')).toBe(3);
     expect(s.resolveSince('2026-01-01')).toBe(4);
-    expect(() => s.resolveSince(7)).toThrow(expect.objectContaining({ code: 'E_RESULTS_RUN_UNKNOWN', kind: 'input' }));
-    expect(() => s.resolveSince('yesterday-ish')).toThrow(expect.objectContaining({ code: 'E_RESULTS_SINCE' }));
+    expect(() => s.resolveSince(7)).toThrow(
+      expect.objectContaining({ code: 'E_RESULTS_RUN_UNKNOWN', kind: 'input' }),
+    );
+    expect(() => s.resolveSince('yesterday-ish')).toThrow(
+      expect.objectContaining({ code: 'E_RESULTS_SINCE' }),
+    );
   });
 
   it('marks runs of dead processes and stale runs of other hosts interrupted, and leaves live runs alone', () => {
@@ -249,7 +318,9 @@ describe('results store', () => {
     const { proc, done } = child(script, { DB: file });
     let seen = 0;
     proc.stdout!.on('data', (d: Buffer) => {
-      seen += String(d).split('\n').filter((l) => l.startsWith('done ')).length;
+      seen += String(d)
+        .split('\n')
+        .filter((l) => l.startsWith('done ')).length;
       if (seen >= 40) proc.kill('SIGKILL');
     });
     const r = await done;
@@ -276,7 +347,9 @@ describe('results store', () => {
       }
       s.close();
     `;
-    const results = await Promise.all(['b1', 'b2', 'b3'].map((board) => child(script, { DB: file, RUN: String(run.id), BOARD: board }).done));
+    const results = await Promise.all(
+      ['b1', 'b2', 'b3'].map((board) => child(script, { DB: file, RUN: String(run.id), BOARD: board }).done),
+    );
     for (const r of results) expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(s.outcomes({ runId: run.id })).toHaveLength(450);
     expect(s.measurements({ runId: run.id })).toHaveLength(450);

@@ -154,6 +154,39 @@ export interface OutcomeFilter {
   part?: string;
   bootloader?: number;
   suite?: string;
+  test?: string;
+  /** Only these statuses (`['failed', 'broken']` for the failures). */
+  statuses?: readonly OutcomeStatus[];
+}
+
+/** Counts of one (board, part, bootloader, suite, test) over a window of runs. */
+export interface OutcomeCount {
+  board: string;
+  part: string;
+  bootloader: number | null;
+  suite: string;
+  test: string;
+  /** Executions: passed + failed + broken. */
+  runs: number;
+  /** failed + broken */
+  failures: number;
+  passed: number;
+  skipped: number;
+  /** Last run in which it was executed (not skipped). */
+  lastRun: number | null;
+}
+
+/** A test's status on a board's latest run next to its previous execution on the same board and bootloader. */
+export interface LastTwo {
+  board: string;
+  part: string;
+  bootloader: number | null;
+  suite: string;
+  test: string;
+  run: number;
+  failed: boolean;
+  previousRun: number;
+  previousFailed: boolean;
 }
 
 export interface MeasurementFilter {
@@ -173,6 +206,12 @@ export interface OpenStoreOptions {
    * interrupted by the next beginRun (default 12 h). Runs of this host are checked by their pid instead.
    */
   staleAfterMs?: number;
+  /**
+   * `full` (default): each commit is on disk before the call returns, even across a power loss of the
+   * host. `normal`: safe against a killed process (WAL), may lose the last commits on power loss; about
+   * ten times faster per outcome.
+   */
+  synchronous?: 'full' | 'normal';
 }
 
 /** Schema version kept in PRAGMA user_version; each entry migrates from index to index + 1. */
@@ -217,8 +256,9 @@ const MIGRATIONS: string[] = [
     recorded_at TEXT NOT NULL
   );
   CREATE INDEX outcomes_run ON outcomes(run_id);
-  CREATE INDEX outcomes_test ON outcomes(suite, test, part, bootloader);
   CREATE INDEX outcomes_board ON outcomes(board_id, run_id);
+  CREATE INDEX outcomes_history ON outcomes(board_id, suite, test, run_id);
+  CREATE INDEX outcomes_failures ON outcomes(run_id) WHERE status IN ('failed', 'broken');
   CREATE TABLE measurements (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -626,8 +666,88 @@ export class ResultsStore {
     add('part = ?', filter.part);
     add('bootloader = ?', filter.bootloader);
     add('suite = ?', filter.suite);
+    add('test = ?', filter.test);
+    if (filter.statuses) {
+      const ok = filter.statuses.filter((x) => OUTCOME_STATUSES.includes(x));
+      where.push(ok.length ? `status IN (${ok.map((x) => `'${x}'`).join(', ')})` : '0');
+    }
     const sql = `SELECT * FROM outcomes ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY run_id, id`;
     return this.#all(sql, ...params).map(toOutcome);
+  }
+
+  /** Per (board, part, bootloader, suite, test) counts over runs >= sinceRun, computed by SQLite. */
+  outcomeCounts(options: { sinceRun?: number } = {}): OutcomeCount[] {
+    return this.#all(
+      `SELECT board_id, part, bootloader, suite, test,
+         sum(status != 'skipped') AS runs,
+         sum(status IN ('failed', 'broken')) AS failures,
+         sum(status = 'passed') AS passed,
+         sum(status = 'skipped') AS skipped,
+         max(CASE WHEN status != 'skipped' THEN run_id END) AS last_run
+       FROM outcomes WHERE run_id >= ?
+       GROUP BY board_id, part, bootloader, suite, test
+       ORDER BY board_id, suite, test`,
+      options.sinceRun ?? 0,
+    ).map((r) => ({
+      board: String(r.board_id),
+      part: String(r.part),
+      bootloader: r.bootloader === null ? null : Number(r.bootloader),
+      suite: String(r.suite),
+      test: String(r.test),
+      runs: Number(r.runs),
+      failures: Number(r.failures),
+      passed: Number(r.passed),
+      skipped: Number(r.skipped),
+      lastRun: r.last_run === null ? null : Number(r.last_run),
+    }));
+  }
+
+  /** The latest run each board has outcomes in. */
+  latestRunOfBoards(): Map<string, number> {
+    return new Map(
+      this.#all('SELECT board_id, max(run_id) AS run FROM outcomes GROUP BY board_id').map((r) => [
+        String(r.board_id),
+        Number(r.run),
+      ]),
+    );
+  }
+
+  /**
+   * For every test executed on a board's latest run: its result there and on the previous run in which
+   * the same board executed it with the same bootloader.
+   */
+  lastTwo(): LastTwo[] {
+    const failed = `max(status IN ('failed', 'broken'))`;
+    return this.#all(
+      `WITH latest AS (SELECT board_id, max(run_id) AS run FROM outcomes GROUP BY board_id),
+       cur AS (
+         SELECT o.board_id, o.part, o.bootloader, o.suite, o.test, o.run_id, ${failed.replace('status', 'o.status')} AS failed
+         FROM outcomes o JOIN latest l ON o.board_id = l.board_id AND o.run_id = l.run
+         WHERE o.status != 'skipped'
+         GROUP BY o.board_id, o.part, o.bootloader, o.suite, o.test, o.run_id
+       ),
+       prev AS (
+         SELECT c.*, (SELECT max(p.run_id) FROM outcomes p
+           WHERE p.board_id = c.board_id AND p.suite = c.suite AND p.test = c.test AND p.run_id < c.run_id
+             AND p.bootloader IS c.bootloader AND p.status != 'skipped') AS prev_run
+         FROM cur c
+       )
+       SELECT w.*, (SELECT ${failed} FROM outcomes p
+           WHERE p.board_id = w.board_id AND p.suite = w.suite AND p.test = w.test AND p.run_id = w.prev_run
+             AND p.bootloader IS w.bootloader AND p.status != 'skipped') AS prev_failed
+       FROM prev w WHERE w.prev_run IS NOT NULL
+       ORDER BY w.board_id, w.suite, w.test`,
+    ).map((r) => ({
+      board: String(r.board_id),
+      part: String(r.part),
+      bootloader: r.bootloader === null ? null : Number(r.bootloader),
+      suite: String(r.suite),
+      test: String(r.test),
+      run: Number(r.run_id),
+      failed: Boolean(r.failed),
+      previousRun: Number(r.prev_run),
+      previousFailed: Boolean(r.prev_failed),
+    }));
   }
 
   measurements(filter: MeasurementFilter = {}): MeasurementRow[] {
@@ -739,8 +859,7 @@ export function openStore(file: string, options: OpenStoreOptions = {}): Results
   try {
     db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? 15_000))}`);
     if (resolved !== ':memory:') db.exec('PRAGMA journal_mode = WAL');
-    // FULL: each committed outcome is on disk before recordOutcome returns, even if the host loses power.
-    db.exec('PRAGMA synchronous = FULL');
+    db.exec(`PRAGMA synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     migrate(db, resolved);
   } catch (e) {
     db.close();

@@ -54,7 +54,13 @@ export const SYNTHETIC_KNOWN_ISSUES: KnownIssue[] = [
   },
 ];
 
-const TESTS = ['flash/full-image', 'bank2/write', 'bank2/mass-erase-workaround', 'power/enumeration', 'stress/sector-cycles'];
+const TESTS = [
+  'flash/full-image',
+  'bank2/write',
+  'bank2/mass-erase-workaround',
+  'power/enumeration',
+  'stress/sector-cycles',
+];
 
 /** The status the synthetic farm gives `test` on `board` on night `night` (1-based). */
 export function syntheticStatus(board: SyntheticBoard, test: string, night: number): OutcomeStatus {
@@ -67,28 +73,51 @@ export function syntheticStatus(board: SyntheticBoard, test: string, night: numb
   // An early enumeration glitch that stopped after night 2 (a known issue that no longer reproduces).
   if (test === 'power/enumeration' && board.id === 'h743-revy-d2' && night <= 2) return 'failed';
   // Intermittent sector-cycle failures on the 0x92 board: flaky.
-  if (test === 'stress/sector-cycles' && board.id === 'h743-revv-92' && (night === 2 || night === 4)) return 'failed';
+  if (test === 'stress/sector-cycles' && board.id === 'h743-revv-92' && (night === 2 || night === 4))
+    return 'failed';
   return 'passed';
 }
 
 export function syntheticMeasurement(board: SyntheticBoard, name: string, night: number): number {
   const i = SYNTHETIC_BOARDS.indexOf(board);
   const wobble = 1 + 0.02 * Math.sin(night * 1.7 + i);
-  const base = name === 'erase_ms' ? (board.part === 'STM32F407' ? 1000 : 900) : name === 'enumeration_ms' ? 350 : 900;
+  const base =
+    name === 'erase_ms' ? (board.part === 'STM32F407' ? 1000 : 900) : name === 'enumeration_ms' ? 350 : 900;
   return Math.round(base * wobble * 10) / 10;
 }
 
+export interface SyntheticOptions {
+  boards?: SyntheticBoard[];
+  /** First night number (default 1): continue an existing history with later nights. */
+  firstNight?: number;
+  /** Overrides the status of a test (return undefined to keep the default). */
+  status?: (board: SyntheticBoard, test: string, night: number) => OutcomeStatus | undefined;
+  /** Overrides a measurement (return undefined to keep the default). */
+  measure?: (board: SyntheticBoard, name: string, night: number) => number | undefined;
+}
+
 /** Records `nights` finished runs of the synthetic farm, one per day from 2025-03-01; returns the run ids. */
-export function recordSyntheticNights(store: ResultsStore, nights = 5, boards = SYNTHETIC_BOARDS): number[] {
+export function recordSyntheticNights(
+  store: ResultsStore,
+  nights = 5,
+  options: SyntheticOptions = {},
+): number[] {
   const ids: number[] = [];
-  for (let night = 1; night <= nights; night++) {
+  const boards = options.boards ?? SYNTHETIC_BOARDS;
+  const first = options.firstNight ?? 1;
+  for (let night = first; night < first + nights; night++) {
     const day = new Date(Date.UTC(2025, 2, night, 1, 0, 0));
-    const run = store.beginRun({ host: 'farm-1', revision: `rev${night}`, trigger: 'nightly', startedAt: day });
+    const run = store.beginRun({
+      host: 'farm-1',
+      revision: `rev${night}`,
+      trigger: 'nightly',
+      startedAt: day,
+    });
     ids.push(run.id);
     for (const board of boards) {
       for (const test of TESTS) {
         const [suite, name] = test.split('/') as [string, string];
-        const status = syntheticStatus(board, test, night);
+        const status = options.status?.(board, test, night) ?? syntheticStatus(board, test, night);
         store.recordOutcome({
           runId: run.id,
           board: board.id,
@@ -99,7 +128,8 @@ export function recordSyntheticNights(store: ResultsStore, nights = 5, boards = 
           test: name,
           status,
           durationMs: 1000 + night,
-          errorCode: status === 'failed' ? (test === 'bank2/write' ? 'E_DFU_DEADLINE' : 'E_VERIFY_MISMATCH') : null,
+          errorCode:
+            status === 'failed' ? (test === 'bank2/write' ? 'E_DFU_DEADLINE' : 'E_VERIFY_MISMATCH') : null,
           details: status === 'failed' ? { night } : null,
           at: new Date(day.getTime() + 60_000),
         });
@@ -115,7 +145,7 @@ export function recordSyntheticNights(store: ResultsStore, nights = 5, boards = 
           part: board.part,
           bootloader: board.bootloader,
           name,
-          value: syntheticMeasurement(board, name, night),
+          value: options.measure?.(board, name, night) ?? syntheticMeasurement(board, name, night),
           unit,
           at: new Date(day.getTime() + 120_000),
         });
