@@ -4,6 +4,7 @@ import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document } fr
 import type { z } from 'zod';
 import { HilError, sysCode } from '../errors.ts';
 import { findPart } from '../parts/catalogue.ts';
+import { relayIssues } from '../power/validate.ts';
 import { type BoardConfig, type FarmFile, farmSchema } from './schema.ts';
 
 export class ConfigError extends HilError {
@@ -112,6 +113,11 @@ export function parseConfig(text: string, file: string): FarmConfig {
       );
     }
   });
+  const relay = relayIssues(farm)[0];
+  if (relay) {
+    const p = position(doc, counter, relay.path, false);
+    throw new ConfigError('E_CONFIG_RELAY', `${file}:${p.line}:${p.col}: ${pathText(relay.path)}: ${relay.message}`, { file, ...p });
+  }
   const dir = path.dirname(path.resolve(file));
   return {
     ...farm,

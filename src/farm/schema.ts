@@ -13,6 +13,10 @@ export const relaySchema = z.strictObject({
   port: z.string().min(1).optional(),
   protocol: z.enum(['lcus', 'numato', 'kmtronic', 'generic', 'virtual']),
   channel: z.number().int().min(0).max(31),
+  /** Relays on the relay board: sizes its status reply (LCUS, KMTronic answer one entry per relay). */
+  channels: z.number().int().min(1).max(32).optional(),
+  /** How long a power cycle keeps the relay off, ms (default 1000). */
+  offMs: z.number().int().min(0).max(600_000).optional(),
   baudRate: z.number().int().positive().optional(),
   /** Invert the sense (relay closed = line low / board off). */
   inverted: z.boolean().optional(),
@@ -88,6 +92,8 @@ export const boardSchema = z.strictObject({
     .optional(),
   power: relaySchema.optional(),
   boot0: relaySchema.optional(),
+  /** A relay that holds NRST low while closed (STM32H74x bootloader 0x90 needs a reset after power-on, AN2606). */
+  reset: relaySchema.optional(),
   tags: z.array(z.string().min(1)).default([]),
   host: z.string().optional(),
   virtual: virtualSchema.optional(),
