@@ -47,6 +47,13 @@ export interface VirtualBoardOptions {
   clock?: Clock;
   /** >1 makes the timing model faster (reported bwPollTimeout shrinks too). */
   timeScale?: number;
+  /**
+   * ROM-exact timing: the GETSTATUS that starts an erase or write returns only when the flash is done, as on
+   * the real ROM (ST's stack runs the operation before the status stage; the CubeProgrammer trace shows the
+   * first GETSTATUS of a bank 1 erase answering after 0.9 s). Default false: it answers at once and a
+   * GETSTATUS before the busy time elapsed answers dfuDNBUSY again (the model the DfuSe host is built on).
+   */
+  blockingGetStatus?: boolean;
 }
 
 /** A snapshot of the ROM's DFU interface, for tests, traces and the USB/IP server's logs. */
@@ -100,11 +107,15 @@ export class VirtualBoard {
   #generation = 0;
   #dfuMarked = false;
   #closed = false;
+  readonly #blockingGetStatus: boolean;
+  /** Set by #classRequest: how long this transfer's status stage is held (blockingGetStatus). */
+  #holdMs = 0;
 
   constructor(opts: VirtualBoardOptions) {
     this.id = opts.id;
     this.portPath = virtualPortPath(opts.id);
     this.clock = opts.clock ?? realClock;
+    this.#blockingGetStatus = opts.blockingGetStatus === true;
     this.part = getPart(opts.part);
     this.faults = new FaultInjector(opts.faults);
     this.chip = VirtualChip.open(
@@ -138,7 +149,7 @@ export class VirtualBoard {
   }
 
   /** The ROM bootloader's USB device while it is enumerated. A new object after each re-enumeration. */
-  get usb(): (UsbDeviceLike & { portPath: string }) | undefined {
+  get usb(): VirtualUsbDevice | undefined {
     return this.#attached?.usb;
   }
 
@@ -313,7 +324,13 @@ export class VirtualBoard {
     const att = this.#attached;
     if (!att || att.generation !== generation || this.#closed) return DISCONNECTED;
     const type = (setup.bmRequestType >> 5) & 3;
-    if (type === 1) return this.#classRequest(att, setup, dataOut);
+    if (type === 1) {
+      this.#holdMs = 0;
+      const result = this.#classRequest(att, setup, dataOut);
+      const hold = this.#holdMs;
+      if (hold > 0) await this.clock.sleep(hold, this.#lifetime.signal).catch(() => {});
+      return result;
+    }
     if (this.faults.hung) return { status: 'timeout' };
     if (type === 0) return truncate(this.#standardRequest(att, setup), setup.wLength);
     return STALL;
@@ -341,6 +358,7 @@ export class VirtualBoard {
     }
     const reply = this.#rom.handle(setup, dataOut);
     if (reply.effect) this.#apply(reply.effect);
+    if (this.#blockingGetStatus && !reply.effect) this.#holdMs = reply.startedBusyMs ?? 0;
     return truncate(reply.result, setup.wLength);
   }
 

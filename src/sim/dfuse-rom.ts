@@ -88,6 +88,8 @@ export type RomEffect =
 export interface RomReply {
   result: ControlResult;
   effect?: RomEffect;
+  /** How long the operation this GETSTATUS started keeps the ROM busy (ms, scaled); 0 when it hangs. */
+  startedBusyMs?: number;
 }
 
 /** The last error the ROM entered dfuERROR with, for tests and traces. */
@@ -252,6 +254,7 @@ export class DfuseRom {
     const now = this.#d.clock.now();
     let poll = 0;
     let effect: RomEffect | undefined;
+    let started = 0;
     switch (this.#state) {
       case DFU_STATE.dfuDNLOAD_SYNC: {
         const pending = this.#pending;
@@ -265,6 +268,7 @@ export class DfuseRom {
         this.#state = DFU_STATE.dfuDNBUSY;
         this.#busyUntil = now + outcome.busy.busyMs;
         poll = outcome.busy.pollTimeoutMs;
+        started = outcome.hang ? 0 : outcome.busy.busyMs;
         if (outcome.effect?.kind === 'reset') {
           // The ROM resets while busy (option bytes, read unprotect): this answer is the last one.
           effect = outcome.effect;
@@ -307,9 +311,10 @@ export class DfuseRom {
       this.#state,
       0,
     );
-    return effect
-      ? { result: ok(bytes.subarray(0, wLength)).result, effect }
-      : ok(bytes.subarray(0, wLength));
+    const reply = ok(bytes.subarray(0, wLength));
+    if (effect) reply.effect = effect;
+    if (started > 0) reply.startedBusyMs = started;
+    return reply;
   }
 
   #clrStatus(): RomReply {
