@@ -65,7 +65,11 @@ describe('VirtualBoard power, BOOT0 and reset', () => {
     const cycles = b.chip.volatile.powerCycles;
     b.setPower(false);
     b.setPower(true);
-    expect(b.chip.volatile).toMatchObject({ dfuUsedSincePowerOn: false, powerCycles: cycles + 1, resetsSincePowerOn: 0 });
+    expect(b.chip.volatile).toMatchObject({
+      dfuUsedSincePowerOn: false,
+      powerCycles: cycles + 1,
+      resetsSincePowerOn: 0,
+    });
   });
 
   it('a board opened on a powered-off chip state is off', () => {
@@ -84,7 +88,12 @@ describe('VirtualBoard power, BOOT0 and reset', () => {
     const raw = new RawDfu(b);
     await raw.run(() => raw.erase(0x08100000));
     await raw.run(() => raw.setAddress(0x08100000));
-    await raw.run(() => raw.dnload(2, Uint8Array.from({ length: 64 }, (_, i) => i ^ 0x5a)));
+    await raw.run(() =>
+      raw.dnload(
+        2,
+        Uint8Array.from({ length: 64 }, (_, i) => i ^ 0x5a),
+      ),
+    );
     const node = path.resolve('node_modules/.bin/node');
     const script = `
       import { createVirtualBoard } from ${JSON.stringify(path.resolve('src/sim/board.ts'))};
@@ -104,7 +113,14 @@ describe('VirtualBoard power, BOOT0 and reset', () => {
 
   it('close() drops pending enumerations and refuses further use', async () => {
     const clock = new VirtualClock();
-    const b = createVirtualBoard({ id: 'c', part: 'stm32h743', chipRevision: 'Y', bootloader: 0xd2, stateFile: tempStateFile(), clock });
+    const b = createVirtualBoard({
+      id: 'c',
+      part: 'stm32h743',
+      chipRevision: 'Y',
+      bootloader: 0xd2,
+      stateFile: tempStateFile(),
+      clock,
+    });
     let attached = 0;
     b.on('attach', () => attached++);
     b.reset();

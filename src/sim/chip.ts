@@ -255,9 +255,15 @@ export class VirtualChip {
     const current = this.readFlash(address, data.length);
     const first = Math.floor((address - this.flashBase) / unit);
     const last = Math.floor((address + data.length - 1 - this.flashBase) / unit);
+    // One read and one write of the programmed-word bitmap for the whole range (not one per word).
+    const bitmapAt = this.#bitmapOffset() + (first >> 3);
+    const bitmap = Buffer.alloc((last >> 3) - (first >> 3) + 1);
+    readSync(this.#fd, bitmap, 0, bitmap.length, bitmapAt);
+    const bitOf = (w: number): [number, number] => [(w >> 3) - (first >> 3), 1 << (w & 7)];
     if (this.part.flash.eccWords) {
       for (let w = first; w <= last; w++) {
-        if (this.#isProgrammed(w)) {
+        const [i, m] = bitOf(w);
+        if ((bitmap[i]! & m) !== 0) {
           return { ok: false, address: this.flashBase + w * unit, reason: 'flash word already programmed since erase' };
         }
       }
@@ -273,7 +279,11 @@ export class VirtualChip {
       if (a >= address && a < address + data.length) stored[a - address]! &= ~mask & 0xff;
     }
     writeSync(this.#fd, stored, 0, stored.length, HEADER_BYTES + address - this.flashBase);
-    for (let w = first; w <= last; w++) this.#markProgrammed(w, true);
+    for (let w = first; w <= last; w++) {
+      const [i, m] = bitOf(w);
+      bitmap[i]! |= m;
+    }
+    writeSync(this.#fd, bitmap, 0, bitmap.length, bitmapAt);
     return { ok: true };
   }
 
@@ -303,12 +313,6 @@ export class VirtualChip {
 
   #bitmapOffset(): number {
     return HEADER_BYTES + this.flashSize;
-  }
-
-  #isProgrammed(word: number): boolean {
-    const b = Buffer.alloc(1);
-    readSync(this.#fd, b, 0, 1, this.#bitmapOffset() + (word >> 3));
-    return (b[0]! & (1 << (word & 7))) !== 0;
   }
 
   #markProgrammed(word: number, value: boolean): void {

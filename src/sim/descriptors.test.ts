@@ -5,7 +5,13 @@ import { testBoard } from './testing.ts';
 const hex = (r: Awaited<ReturnType<VirtualBoard['control']>>) =>
   r.status === 'ok' && r.data ? Buffer.from(r.data).toString('hex') : r.status;
 const getDescriptor = (board: VirtualBoard, type: number, index: number, wLength: number, rt = 0x80) =>
-  board.control({ bmRequestType: rt, bRequest: 6, wValue: (type << 8) | index, wIndex: type === 3 ? 0x0409 : 0, wLength });
+  board.control({
+    bmRequestType: rt,
+    bRequest: 6,
+    wValue: (type << 8) | index,
+    wIndex: type === 3 ? 0x0409 : 0,
+    wLength,
+  });
 
 let board: VirtualBoard | undefined;
 afterEach(() => board?.close());
@@ -74,8 +80,14 @@ describe('ROM bootloader descriptors (STM32H743, USB 2.0 chapter 9, DFU 1.1 sect
 });
 
 describe('standard requests (USB 2.0 section 9.4)', () => {
-  const std = (b: VirtualBoard, bmRequestType: number, bRequest: number, wValue = 0, wIndex = 0, wLength = 0) =>
-    b.control({ bmRequestType, bRequest, wValue, wIndex, wLength });
+  const std = (
+    b: VirtualBoard,
+    bmRequestType: number,
+    bRequest: number,
+    wValue = 0,
+    wIndex = 0,
+    wLength = 0,
+  ) => b.control({ bmRequestType, bRequest, wValue, wIndex, wLength });
 
   it('GET_STATUS: self-powered device; interface and endpoint 0 zero; other endpoints stall', async () => {
     board = testBoard();
@@ -96,7 +108,9 @@ describe('standard requests (USB 2.0 section 9.4)', () => {
     // Unconfigured: DFU requests and SET_INTERFACE stall.
     expect((await std(board, 0x00, 9, 0)).status).toBe('ok');
     expect(hex(await std(board, 0x80, 8, 0, 0, 1))).toBe('00');
-    expect((await board.control({ bmRequestType: 0xa1, bRequest: 3, wValue: 0, wIndex: 0, wLength: 6 })).status).toBe('stall');
+    expect(
+      (await board.control({ bmRequestType: 0xa1, bRequest: 3, wValue: 0, wIndex: 0, wLength: 6 })).status,
+    ).toBe('stall');
     expect((await std(board, 0x01, 11, 0, 0)).status).toBe('stall');
   });
 

@@ -83,7 +83,10 @@ describe('DfuSe state machine (DFU 1.1 + AN3156)', () => {
   it('UPLOAD block 0 lists the commands; block n reads pointer + (n - 2) * wTransferSize', async () => {
     const { board, raw } = setup();
     expect(await raw.upload(0, 4)).toEqual({ status: 'ok', data: Uint8Array.of(0x00, 0x21, 0x41, 0x92) });
-    board.chip.programFlash(0x08000400, Uint8Array.from({ length: 32 }, (_, i) => i));
+    board.chip.programFlash(
+      0x08000400,
+      Uint8Array.from({ length: 32 }, (_, i) => i),
+    );
     const r = await raw.upload(3, 16);
     expect(r).toEqual({ status: 'ok', data: Uint8Array.from({ length: 16 }, (_, i) => i) });
     expect(board.rom.state).toBe(S.dfuUPLOAD_IDLE);
@@ -145,7 +148,10 @@ describe('DfuSe state machine (DFU 1.1 + AN3156)', () => {
       [S.dfuDNBUSY, ST.OK],
       [S.dfuERROR, ST.errTARGET],
     ]);
-    expect(board.rom.lastError).toMatchObject({ address: 0x38000000, message: expect.stringMatching(/SRAM4/) });
+    expect(board.rom.lastError).toMatchObject({
+      address: 0x38000000,
+      message: expect.stringMatching(/SRAM4/),
+    });
     expect(board.rom.pointer).toBe(0x08000000);
   });
 

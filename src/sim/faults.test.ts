@@ -3,8 +3,8 @@ import type { FaultsConfig } from '../farm/schema.ts';
 import type { VirtualBoard } from './board.ts';
 import { DFU_STATE as S, DFU_STATUS as ST } from './dfuse-rom.ts';
 import { SeededRandom } from './faults.ts';
-import { ENUMERATION_MS } from './timing.ts';
 import { dfu, RawDfu, testBoard } from './testing.ts';
+import { ENUMERATION_MS } from './timing.ts';
 
 let board: VirtualBoard | undefined;
 afterEach(() => board?.close());
@@ -16,7 +16,14 @@ function withFaults(faults: Partial<FaultsConfig>) {
 
 describe('seeded fault injection', () => {
   it('SeededRandom repeats its sequence for a seed and differs between seeds', () => {
-    const seq = (seed: number) => Array.from({ length: 5 }, ((r) => () => r.next())(new SeededRandom(seed)));
+    const seq = (seed: number) =>
+      Array.from(
+        { length: 5 },
+        (
+          (r) => () =>
+            r.next()
+        )(new SeededRandom(seed)),
+      );
     expect(seq(7)).toEqual(seq(7));
     expect(seq(7)).not.toEqual(seq(8));
     expect(seq(7).every((x) => x >= 0 && x < 1)).toBe(true);
@@ -55,9 +62,12 @@ describe('seeded fault injection', () => {
       board?.close();
       const { raw } = withFaults({ seed, sectorWriteFailure: 0.9 });
       await raw.run(() => raw.setAddress(0x08000000));
-      if ((await raw.run(() => raw.dnload(2, new Uint8Array(1024).fill(1)))).at(-1)?.state === S.dfuERROR) continue;
+      if ((await raw.run(() => raw.dnload(2, new Uint8Array(1024).fill(1)))).at(-1)?.state === S.dfuERROR)
+        continue;
       for (let n = 3; n < 12; n++) {
-        expect((await raw.run(() => raw.dnload(n, new Uint8Array(1024).fill(1)))).at(-1)?.state).toBe(S.dfuDNLOAD_IDLE);
+        expect((await raw.run(() => raw.dnload(n, new Uint8Array(1024).fill(1)))).at(-1)?.state).toBe(
+          S.dfuDNLOAD_IDLE,
+        );
       }
       // The next sector draws again.
       await raw.abort();
@@ -79,7 +89,9 @@ describe('seeded fault injection', () => {
   it('weak bits read back wrong after programming (seed 004: 0x00 instead of 0x08 at 0x08000002)', async () => {
     const { raw } = withFaults({ weakBits: [{ address: 0x08000002, mask: 0x08 }] });
     await raw.run(() => raw.setAddress(0x08000000));
-    expect((await raw.run(() => raw.dnload(2, new Uint8Array(32).fill(0x08)))).at(-1)?.state).toBe(S.dfuDNLOAD_IDLE);
+    expect((await raw.run(() => raw.dnload(2, new Uint8Array(32).fill(0x08)))).at(-1)?.state).toBe(
+      S.dfuDNLOAD_IDLE,
+    );
     await raw.abort();
     expect(await raw.upload(2, 4)).toEqual({ status: 'ok', data: Uint8Array.of(0x08, 0x08, 0x00, 0x08) });
   });
@@ -97,7 +109,9 @@ describe('seeded fault injection', () => {
     const { board, raw } = withFaults({ stopAnsweringAtTransfer: 2 });
     expect((await raw.setAddress(0x08000000)).status).toBe('ok');
     expect(await board.control(dfu.getStatus())).toEqual({ status: 'timeout' });
-    expect(await board.control({ bmRequestType: 0x80, bRequest: 6, wValue: 0x0100, wIndex: 0, wLength: 18 })).toEqual({
+    expect(
+      await board.control({ bmRequestType: 0x80, bRequest: 6, wValue: 0x0100, wIndex: 0, wLength: 18 }),
+    ).toEqual({
       status: 'timeout',
     });
     board.reset();
@@ -128,7 +142,9 @@ describe('seeded fault injection', () => {
     board.setPower(true);
     expect(board.usb).toBeUndefined();
     expect(board.mode).toBe('bootloader');
-    const attachedAt = await new Promise<number>((resolve) => board.on('attach', () => resolve(board.clock.now() - t0)));
+    const attachedAt = await new Promise<number>((resolve) =>
+      board.on('attach', () => resolve(board.clock.now() - t0)),
+    );
     expect(attachedAt).toBe(ENUMERATION_MS + 500);
     board.close();
     const dead = withFaults({ neverEnumerates: true }).board;

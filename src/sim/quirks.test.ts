@@ -89,7 +89,9 @@ describe('bootloader 0x90 (rev V): bank 2 erase hang', () => {
     expect(await polls(0x080e0000, 50)).toEqual([1000, 0]);
     const bank2 = await raw.run(() => raw.erase(0x08100000), 50);
     expect(bank2).toHaveLength(50);
-    expect(bank2.every((s) => s.state === S.dfuDNBUSY && s.pollTimeout === 1000 && s.status === ST.OK)).toBe(true);
+    expect(bank2.every((s) => s.state === S.dfuDNBUSY && s.pollTimeout === 1000 && s.status === ST.OK)).toBe(
+      true,
+    );
     // 50 polls at 1000 ms each: the device stayed busy for 50 s of clock time and would stay forever.
   });
 

@@ -16,9 +16,7 @@ export function tempStateFile(prefix = 'sim-'): string {
   return path.join(mkdtempSync(path.join(tmpdir(), prefix)), 'chip.bin');
 }
 
-export function testBoard(
-  opts: Partial<VirtualBoardOptions> = {},
-): VirtualBoard & { clock: VirtualClock } {
+export function testBoard(opts: Partial<VirtualBoardOptions> = {}): VirtualBoard & { clock: VirtualClock } {
   const clock = opts.clock instanceof VirtualClock ? opts.clock : new VirtualClock();
   return createVirtualBoard({
     id: 'test',
@@ -46,10 +44,34 @@ export const dfu = {
     wIndex: 0,
     wLength: length,
   }),
-  getStatus: (): SetupPacket => ({ bmRequestType: 0xa1, bRequest: DFU_REQUEST.GETSTATUS, wValue: 0, wIndex: 0, wLength: 6 }),
-  clrStatus: (): SetupPacket => ({ bmRequestType: 0x21, bRequest: DFU_REQUEST.CLRSTATUS, wValue: 0, wIndex: 0, wLength: 0 }),
-  getState: (): SetupPacket => ({ bmRequestType: 0xa1, bRequest: DFU_REQUEST.GETSTATE, wValue: 0, wIndex: 0, wLength: 1 }),
-  abort: (): SetupPacket => ({ bmRequestType: 0x21, bRequest: DFU_REQUEST.ABORT, wValue: 0, wIndex: 0, wLength: 0 }),
+  getStatus: (): SetupPacket => ({
+    bmRequestType: 0xa1,
+    bRequest: DFU_REQUEST.GETSTATUS,
+    wValue: 0,
+    wIndex: 0,
+    wLength: 6,
+  }),
+  clrStatus: (): SetupPacket => ({
+    bmRequestType: 0x21,
+    bRequest: DFU_REQUEST.CLRSTATUS,
+    wValue: 0,
+    wIndex: 0,
+    wLength: 0,
+  }),
+  getState: (): SetupPacket => ({
+    bmRequestType: 0xa1,
+    bRequest: DFU_REQUEST.GETSTATE,
+    wValue: 0,
+    wIndex: 0,
+    wLength: 1,
+  }),
+  abort: (): SetupPacket => ({
+    bmRequestType: 0x21,
+    bRequest: DFU_REQUEST.ABORT,
+    wValue: 0,
+    wIndex: 0,
+    wLength: 0,
+  }),
 };
 
 export interface StatusReply {
@@ -59,7 +81,8 @@ export interface StatusReply {
 }
 
 export function parseStatus(r: ControlResult): StatusReply {
-  if (r.status !== 'ok' || !r.data || r.data.length < 6) throw new Error(`GETSTATUS failed: ${JSON.stringify(r)}`);
+  if (r.status !== 'ok' || !r.data || r.data.length < 6)
+    throw new Error(`GETSTATUS failed: ${JSON.stringify(r)}`);
   const d = r.data;
   return { status: d[0]!, pollTimeout: d[1]! | (d[2]! << 8) | (d[3]! << 16), state: d[4]! };
 }

@@ -39,7 +39,15 @@ describe('WebUSB façade (UsbDeviceLike) of the virtual ROM', () => {
       opened: true,
     });
     const alts = usb.configuration!.interfaces[0]!.alternates;
-    expect(alts.map((a) => [a.alternateSetting, a.interfaceClass, a.interfaceSubclass, a.interfaceProtocol, a.interfaceName])).toEqual([
+    expect(
+      alts.map((a) => [
+        a.alternateSetting,
+        a.interfaceClass,
+        a.interfaceSubclass,
+        a.interfaceProtocol,
+        a.interfaceName,
+      ]),
+    ).toEqual([
       [0, 0xfe, 1, 2, '@Internal Flash   /0x08000000/16*128Kg'],
       [1, 0xfe, 1, 2, '@Option Bytes   /0x5200201C/01*128 e'],
     ]);
@@ -64,7 +72,10 @@ describe('WebUSB façade (UsbDeviceLike) of the virtual ROM', () => {
   it('returns a stall as {status: "stall"} (W3C), not a rejection', async () => {
     const { usb } = await opened();
     expect(await usb.controlTransferIn(iface(2, 1), 16)).toEqual({ status: 'stall' });
-    expect(await usb.controlTransferOut(iface(1, 2), new Uint8Array(4096))).toEqual({ status: 'stall', bytesWritten: 0 });
+    expect(await usb.controlTransferOut(iface(1, 2), new Uint8Array(4096))).toEqual({
+      status: 'stall',
+      bytesWritten: 0,
+    });
   });
 
   it('rejects with NetworkError once the device has gone, and a new object appears after re-enumeration', async () => {
