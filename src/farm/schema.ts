@@ -102,7 +102,7 @@ export const boardSchema = z.strictObject({
 export const knownIssueSchema = z.strictObject({
   id: z.string().min(1),
   title: z.string().min(1),
-  /** Test names (suite/test or a prefix) the issue is expected to fail. */
+  /** Tests the issue is expected to fail: `suite/test`, a whole suite (`suite`), or a prefix ending in `*`. */
   tests: z.array(z.string().min(1)).min(1),
   parts: z.array(z.string()).optional(),
   bootloaders: z.array(z.number().int().min(0).max(0xff)).optional(),

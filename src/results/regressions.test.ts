@@ -347,3 +347,38 @@ describe('releaseOrder', () => {
     expect(releaseOrder('stm32f407', [0x31, 0x30])).toEqual([0x30, 0x31]);
   });
 });
+
+describe('analyse with the run being judged', () => {
+  it('takes the verdict from that run only', () => {
+    recordSyntheticNights(store, 4);
+    // Run 5 covers only the 0x92 board (as `stm32-hil run --board h743-revv-92` would), and it passes.
+    const [five] = recordSyntheticNights(store, 1, {
+      firstNight: 5,
+      boards: SYNTHETIC_BOARDS.filter((b) => b.id === 'h743-revv-92'),
+    });
+    const judged = analyse(store, { run: five, knownIssues: SYNTHETIC_KNOWN_ISSUES });
+    expect(judged.latestFailures).toEqual([]);
+    expect(judged.nightOverNight).toEqual([
+      expect.objectContaining({ board: 'h743-revv-92', change: 'fixed', run: five }),
+    ]);
+    expect(judged.verdict).toBe('pass');
+    // Without it, each board's latest run counts: run 4 of the other boards, with the known failures and
+    // the 0x92 board's flaky sector-cycle failure of night 4 (0x92 board's latest run is 5, so not that one).
+    const latest = analyse(store, { knownIssues: SYNTHETIC_KNOWN_ISSUES });
+    expect(latest.latestFailures.map((f) => `${f.run} ${f.board} ${f.known}`)).toEqual([
+      '4 h743-custom true',
+      '4 h743-revv-90 true',
+    ]);
+    expect(latest.verdict).toBe('pass');
+    const bare = analyse(store);
+    expect(bare.verdict).toBe('fail');
+    expect(analyse(store, { run: 4 }).latestFailures.map((f) => f.board)).toEqual([
+      'h743-custom',
+      'h743-revv-90',
+      'h743-revv-92',
+    ]);
+    expect(() => analyse(store, { run: 99 })).toThrow(
+      expect.objectContaining({ code: 'E_RESULTS_RUN_UNKNOWN' }),
+    );
+  });
+});

@@ -2,7 +2,14 @@ import type { KnownIssue } from '../farm/schema.ts';
 import { findPart } from '../parts/catalogue.ts';
 import { hex8 } from '../util/hex.ts';
 import { fisherExact, meanSd, wilson } from './stats.ts';
-import type { MeasurementRow, OutcomeCount, OutcomeRow, ResultsStore, RunRow } from './store.ts';
+import {
+  type MeasurementRow,
+  type OutcomeCount,
+  type OutcomeRow,
+  ResultsError,
+  type ResultsStore,
+  type RunRow,
+} from './store.ts';
 
 /**
  * Bootloader regression analysis over the results store.
@@ -58,6 +65,11 @@ export interface AnalyseOptions {
   /** A run id, or a date: the matrix covers runs from there on (default: every run). */
   since?: number | string;
   knownIssues?: readonly KnownIssue[];
+  /**
+   * The run being judged (what `stm32-hil run` just did): night-over-night, timing and the failures that
+   * decide the verdict come from this run only. Default: each board's latest run.
+   */
+  run?: number;
   /** Significance level (default 0.05). */
   alpha?: number;
   /** Executions needed on each side for the all-pass vs all-fail rule (default 1). */
@@ -383,6 +395,11 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
   const allRuns = store.runs();
   const runs = allRuns.filter((r) => r.id >= (since ?? 0));
   const runById = new Map(allRuns.map((r) => [r.id, r]));
+  if (options.run !== undefined && !runById.has(options.run)) {
+    throw new ResultsError('E_RESULTS_RUN_UNKNOWN', `no run ${options.run} in ${store.file}`, {
+      details: { runId: options.run },
+    });
+  }
 
   // SQLite does the counting; only failures come back one by one (they are few).
   const counts = store.outcomeCounts({ sinceRun: since ?? 0 });
@@ -562,6 +579,7 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
   const nightOverNight: NightChange[] = [];
   for (const t of store.lastTwo()) {
     if (t.failed === t.previousFailed || (since !== null && t.run < since)) continue;
+    if (options.run !== undefined && t.run !== options.run) continue;
     const failing = store.outcomes({
       runId: t.failed ? t.run : t.previousRun,
       board: t.board,
@@ -586,7 +604,7 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
   }
   nightOverNight.sort((a, b) => a.board.localeCompare(b.board) || a.test.localeCompare(b.test));
 
-  const timing = timingSeries(store.measurements(), runById, since, timingRule);
+  const timing = timingSeries(store.measurements(), runById, since, timingRule, options.run);
 
   // Known issues: status at the latest execution of each (board, test) in scope.
   const failedAt = new Set(failures.map((o) => `${boardKey(o)}\u0000${o.runId}`));
@@ -607,7 +625,7 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
 
   // Failures in each board's latest run (within the window).
   const latestFailures: LatestFailure[] = failures
-    .filter((o) => o.runId === latestRunOfBoard.get(o.board))
+    .filter((o) => o.runId === (options.run ?? latestRunOfBoard.get(o.board)))
     .map((o) => {
       const ids = knownIds(issues, o);
       return {
@@ -670,6 +688,7 @@ function timingSeries(
   runs: Map<number, RunRow>,
   since: number | null,
   rule: TimingRule,
+  judged: number | undefined,
 ): TimingSeries[] {
   const out: TimingSeries[] = [];
   for (const [, ms] of groupBy(
@@ -704,7 +723,8 @@ function timingSeries(
       sd: null,
       limit: null,
     };
-    if (history.length >= rule.minHistory && (since === null || latest.run >= since)) {
+    const inScope = judged === undefined ? since === null || latest.run >= since : latest.run === judged;
+    if (history.length >= rule.minHistory && inScope) {
       const { mean, sd } = meanSd(history);
       const max = Math.max(...history);
       const min = Math.min(...history);

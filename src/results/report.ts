@@ -58,7 +58,6 @@ function table(id: string, head: string[], rows: string[], empty: string): strin
 
 const PALETTE = [
   '#1f77b4',
-  '#d62728',
   '#2ca02c',
   '#9467bd',
   '#ff7f0e',
@@ -72,7 +71,7 @@ const PALETTE = [
 /** One line chart per measurement name: x = run (night), y = the run's mean, a line per board. */
 function chart(name: string, series: TimingSeries[]): string {
   const W = 760;
-  const H = 280;
+  const H = Math.max(280, 24 + series.length * 18 + 48);
   const m = { l: 64, r: 200, t: 24, b: 48 };
   const runs = [...new Set(series.flatMap((s) => s.points.map((p) => p.run)))].sort((a, b) => a - b);
   const dates = new Map(
@@ -102,9 +101,13 @@ function chart(name: string, series: TimingSeries[]): string {
       `<text x="${m.l - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end">${esc(fmt(Number(v.toPrecision(3))))}</text>`,
     );
   }
-  const step = Math.max(1, Math.ceil(runs.length / 8));
+  // Date labels are about 70 px wide: one every `step` nights, and the last one if it has room.
+  const plotW = W - m.l - m.r;
+  const step = Math.max(1, Math.ceil(runs.length / Math.floor(plotW / 80)));
+  const perRun = runs.length > 1 ? plotW / (runs.length - 1) : plotW;
   runs.forEach((run, i) => {
-    if (i % step && i !== runs.length - 1) return;
+    const shown = i % step === 0 || (i === runs.length - 1 && (i % step) * perRun >= 80);
+    if (!shown) return;
     parts.push(`<text x="${x(run).toFixed(1)}" y="${H - m.b + 16}" text-anchor="middle">#${run}</text>`);
     parts.push(
       `<text x="${x(run).toFixed(1)}" y="${H - m.b + 30}" text-anchor="middle" class="date">${esc(dates.get(run) ?? '')}</text>`,
@@ -119,7 +122,7 @@ function chart(name: string, series: TimingSeries[]): string {
     s.points.forEach((p, j) => {
       const bad = s.verdict === 'regression' && j === s.points.length - 1;
       parts.push(
-        `<circle cx="${x(p.run).toFixed(1)}" cy="${y(p.value).toFixed(1)}" r="${bad ? 6 : 3}" fill="${bad ? '#d00' : color}"${bad ? ' class="timing-regression"' : ''}>` +
+        `<circle cx="${x(p.run).toFixed(1)}" cy="${y(p.value).toFixed(1)}" r="${bad ? 6 : 3}" fill="${bad ? '#d00' : color}"${bad ? ' stroke="#000" stroke-width="1.5" class="timing-regression"' : ''}>` +
           `<title>${esc(`${s.board} run ${p.run}: ${fmt(p.value)} ${s.unit}`)}</title></circle>`,
       );
     });
