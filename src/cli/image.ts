@@ -195,6 +195,7 @@ export const registerImageCommands: RegisterCommands = (program, ctx) => {
 
   image
     .command('inspect')
+    .summary('format, segments, flash sectors touched, and what would make a DFU download fail')
     .description(
       'show format, segments (address, size, SHA-256, sections) and, with --part, the flash banks and sectors the image touches and anything that would make a DFU download fail.\nExit 0: fine; 1: the image would fail a flash; 2: bad input.',
     )
@@ -217,6 +218,7 @@ export const registerImageCommands: RegisterCommands = (program, ctx) => {
 
   image
     .command('convert')
+    .summary('convert to hex, srec, bin or dfu; --flash-only keeps only flash bytes')
     .description(
       'convert an image to Intel HEX, S-record, raw binary or DfuSe; with --part and --flash-only, keep only the bytes in flash',
     )

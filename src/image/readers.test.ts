@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type FirmwareImage, parseImage, readImage, segmentEnd } from './index.ts';
-import { fixtureBytes as bytes, fixture, flatten, hexRecord as record } from './test-helpers.ts';
+import { fixtureBytes as bytes, fixture, flatten, hexRecord, srecRecord, text } from './test-helpers.ts';
 
 // Fixtures come from real toolchains (harness/fixtures/firmware/build.sh); the .bin files are
 // `objcopy -O binary` output, the reference every reader must match.
@@ -166,8 +166,8 @@ describe('streamed reading of large text files', () => {
   const data = new Uint8Array(size).map((_, i) => (i * 7 + (i >> 9)) & 0xff);
   const lines: string[] = [];
   for (let a = 0; a < size; a += 16) {
-    if (a % 0x10000 === 0) lines.push(record(4, 0, [0x08, 0x00 + (a >> 16)]));
-    lines.push(record(0, a & 0xffff, [...data.subarray(a, a + 16)]));
+    if (a % 0x10000 === 0) lines.push(hexRecord(4, 0, [0x08, 0x00 + (a >> 16)]));
+    lines.push(hexRecord(0, a & 0xffff, [...data.subarray(a, a + 16)]));
   }
   lines.push(':00000001FF');
   const dir = mkdtempSync(path.join(tmpdir(), 'stm32-hil-stream-'));
@@ -191,5 +191,64 @@ describe('streamed reading of large text files', () => {
     expect(() => readImage(file)).toThrow(
       expect.objectContaining({ code: 'E_HEX_CHECKSUM', details: expect.objectContaining({ line: n + 1 }) }),
     );
+  });
+});
+
+describe('less common records', () => {
+  it('HEX type 02 segment addresses wrap inside their 64 KiB segment; type 03 start address', () => {
+    const data = Array.from({ length: 16 }, (_, i) => 0x40 + i);
+    const img = parseImage(
+      text(
+        [
+          hexRecord(2, 0, [0x10, 0x00]),
+          hexRecord(0, 0xfff8, data),
+          hexRecord(3, 0, [0x10, 0x00, 0x01, 0x23]),
+          ':00000001FF',
+        ].join('\n'),
+      ),
+      'seg.hex',
+    );
+    // Segment 0x1000 -> base 0x10000; offset 0xFFF8 + 8 bytes wraps to offset 0 of the same segment.
+    expect(img.segments.map((s) => [s.address, [...s.data]])).toEqual([
+      [0x10000, data.slice(8)],
+      [0x1fff8, data.slice(0, 8)],
+    ]);
+    expect(img.entry).toBe(0x10123);
+    expect(img.meta.startSegment).toEqual({ cs: 0x1000, ip: 0x0123 });
+  });
+
+  it('HEX records out of order become one run; one-byte records are packed', () => {
+    const recs = Array.from({ length: 64 }, (_, i) => hexRecord(0, 0x100 + (63 - i) * 4, [i, i, i, i]));
+    const img = parseImage(text([':020000040800F2', ...recs, ':00000001FF'].join('\n')), 'rev.hex');
+    expect(img.segments).toHaveLength(1);
+    expect(img.segments[0]!.address).toBe(0x0800_0100);
+    expect(img.segments[0]!.data.subarray(0, 8)).toEqual(Uint8Array.of(63, 63, 63, 63, 62, 62, 62, 62));
+    const ones = Array.from({ length: 100 }, (_, i) => hexRecord(0, i, [i]));
+    const small = parseImage(text([...ones, ':00000001FF'].join('\n')), 'ones.hex');
+    expect([...small.segments[0]!.data]).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(small.segments[0]!.data.buffer.byteLength).toBe(100);
+  });
+
+  it('S1/S2 data with S9/S8 termination and an S0 header', () => {
+    const s19 = parseImage(
+      text(
+        [
+          srecRecord(0, 0, [0x41, 0x42], 2),
+          srecRecord(1, 0x1234, [1, 2], 2),
+          srecRecord(9, 0x1234, [], 2),
+        ].join('\n'),
+      ),
+      'a.s19',
+    );
+    expect(s19.segments.map((s) => [s.address, [...s.data]])).toEqual([[0x1234, [1, 2]]]);
+    expect(s19).toMatchObject({ entry: 0x1234, meta: { header: 'AB', terminated: true } });
+    const s28 = parseImage(
+      text(
+        [srecRecord(2, 0x123456, [3], 3), srecRecord(6, 1, [], 3), srecRecord(8, 0x123456, [], 3)].join('\n'),
+      ),
+      'a.s28',
+    );
+    expect(s28.segments.map((s) => [s.address, [...s.data]])).toEqual([[0x123456, [3]]]);
+    expect(s28.meta.counted).toBe(true);
   });
 });
