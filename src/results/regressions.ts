@@ -36,14 +36,16 @@ import {
  * - Night-over-night: a test that passed on the previous run of the same board and bootloader and fails
  *   on the board's latest run.
  * - Timing: per (board, bootloader, measurement), the latest run's mean against the previous runs' means
- *   (the last `historyRuns`, at least `minHistory`): worse than both mean + sigmas·sd and max + margin
- *   (lower is better for times; mirrored for throughput) is a timing regression. The margin keeps a
+ *   (the last `historyRuns`, at least `minHistory`): worse than both mean + sigmas·sd and
+ *   max·(1 + margin) (lower is better for times; mirrored for throughput) is a timing regression. The margin keeps a
  *   perfectly steady series (sd = 0) from flagging noise.
  * - Known issues (boards.yaml `knownIssues:`): a failure in an issue's scope (tests by `suite/test`,
  *   a `suite` or `suite/test` prefix followed by `/`, or a prefix ending in `*`; parts; bootloaders;
  *   boards) is known. An issue reproduced when a failure in its scope is in the latest execution of its
- *   (board, test); possibly fixed when its tests ran and passed there. Only failures that are not known
- *   make the verdict fail.
+ *   (board, test); possibly fixed when its tests ran and passed there.
+ * - Verdict: `fail` on an unknown regression (comparison, night-over-night other than on a board
+ *   problem, timing) or on a failure not listed as known in the judged run (`run`, default each board's
+ *   latest run). An unknown board problem thus fails the verdict without counting as a regression.
  */
 
 export type Verdict = 'regression' | 'fixed' | 'flaky' | 'unchanged' | 'insufficient';
