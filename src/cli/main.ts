@@ -3,9 +3,10 @@ import { HilError, isHilError } from '../errors.ts';
 import { type CliContext, createContext, type RegisterCommands } from './context.ts';
 import { registerImageCommands } from './image.ts';
 import { registerResultsCommands } from './results.ts';
+import { registerSimCommands } from './sim.ts';
 
 // One line per command group; each group lives in its own file.
-const groups: RegisterCommands[] = [registerImageCommands, registerResultsCommands];
+const groups: RegisterCommands[] = [registerImageCommands, registerResultsCommands, registerSimCommands];
 
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('stm32-hil')
