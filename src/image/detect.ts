@@ -65,17 +65,14 @@ function looksLikeText(head: Uint8Array): boolean {
   return true;
 }
 
-/**
- * The format of `bytes` (a whole file, or its head when `whole` is false: then a suffixed binary is
- * reported as 'bin' and must be checked again on the whole file).
- */
-export function detectFormat(bytes: Uint8Array, name: string, whole = true): ImageFormat {
+/** The format of a whole file's bytes; `name` only breaks ties and catches a misnamed file. */
+export function detectFormat(bytes: Uint8Array, name: string): ImageFormat {
   if (isElf(bytes)) return 'elf';
   if (isDfuse(bytes)) return 'dfuse';
   const ext = path.extname(name).toLowerCase();
   const text = ext === '.bin' ? undefined : sniffText(bytes);
   if (text) return text;
-  if (whole && readDfuSuffix(bytes)) return 'dfu-suffix';
+  if (readDfuSuffix(bytes)) return 'dfu-suffix';
   const claimed =
     TEXT_EXTENSIONS[ext] ??
     (ext === '.elf' || ext === '.axf' || ext === '.out' ? 'elf' : ext === '.dfu' ? 'dfuse' : undefined);
@@ -163,14 +160,16 @@ export function readImage(file: string, options: ReadOptions = {}): FirmwareImag
     if (stat.size === 0) emptyFile(file);
     const head = new Uint8Array(Math.min(stat.size, 4096));
     readSync(fd, head, 0, head.length, 0);
-    const format = options.format ?? detectFormat(head, file, head.length === stat.size);
-    if (format === 'ihex' || format === 'srec')
-      return streamText(fd, stat.size, textParser(format, file, stat.size), bomLength(head));
+    // Text formats show in the first bytes and are streamed; everything else is read whole.
+    const sniffed =
+      options.format ??
+      (isElf(head) || isDfuse(head) || path.extname(file).toLowerCase() === '.bin'
+        ? undefined
+        : sniffText(head));
+    if (sniffed === 'ihex' || sniffed === 'srec')
+      return streamText(fd, stat.size, textParser(sniffed, file, stat.size), bomLength(head));
     // Positional reads above left the file position at 0: this reads the whole file.
-    const bytes = readFileSync(fd);
-    const whole =
-      options.format ?? (format === 'bin' && head.length < stat.size ? detectFormat(bytes, file) : format);
-    return parseImage(bytes, file, { ...options, format: whole });
+    return parseImage(readFileSync(fd), file, options);
   } catch (e) {
     if (!isHilError(e) && sysCode(e) !== undefined) throw new FileError('E_FILE_READ', file, e);
     throw e;

@@ -2,7 +2,7 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type FirmwareImage, parseImage, readImage, segmentEnd } from './index.ts';
+import { type FirmwareImage, parseImage, readImage, segmentEnd, withDfuSuffix } from './index.ts';
 import { fixtureBytes as bytes, fixture, flatten, hexRecord, srecRecord, text } from './test-helpers.ts';
 
 // Fixtures come from real toolchains (harness/fixtures/firmware/build.sh); the .bin files are
@@ -250,5 +250,17 @@ describe('less common records', () => {
     );
     expect(s28.segments.map((s) => [s.address, [...s.data]])).toEqual([[0x123456, [3]]]);
     expect(s28.meta.counted).toBe(true);
+  });
+});
+
+describe('large files detected from the whole content', () => {
+  it('a DFU-suffixed binary bigger than the sniffed head, named .dfu', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'stm32-hil-big-'));
+    const data = new Uint8Array(64 * 1024).map((_, i) => i & 0xff);
+    const file = path.join(dir, 'big.dfu');
+    writeFileSync(file, withDfuSuffix(data, { vid: 0x0483, pid: 0xdf11, bcdDevice: 0x0200, bcdDFU: 0x0100 }));
+    const img = readImage(file);
+    expect(img.format).toBe('dfu-suffix');
+    expect(Buffer.compare(img.segments[0]!.data, data)).toBe(0);
   });
 });
