@@ -1,12 +1,13 @@
 import { Command, CommanderError, Option } from 'commander';
 import { HilError, isHilError } from '../errors.ts';
 import { type CliContext, createContext, type RegisterCommands } from './context.ts';
+import { registerDfuCommands } from './dfu.ts';
 import { registerImageCommands } from './image.ts';
 import { registerResultsCommands } from './results.ts';
 import { registerSimCommands } from './sim.ts';
 
 // One line per command group; each group lives in its own file.
-const groups: RegisterCommands[] = [registerImageCommands, registerResultsCommands, registerSimCommands];
+const groups: RegisterCommands[] = [registerImageCommands, registerResultsCommands, registerSimCommands, registerDfuCommands];
 
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('stm32-hil')
