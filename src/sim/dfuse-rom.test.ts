@@ -236,6 +236,24 @@ describe('DfuSe state machine (DFU 1.1 + AN3156)', () => {
     expect(board.chip.options.writeProtected).toEqual([3]);
   });
 
+  it('option bytes: writing RDP 0xBB sets level 1 after the reset; level 2 (0xCC) is refused', async () => {
+    const { board, raw } = setup();
+    const writeOptsr = async (rdp: number) => {
+      await board.control({ bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 0, wLength: 0 });
+      await raw.run(() => raw.setAddress(0x52002020)); // FLASH_OPTSR_PRG
+      const word = new Uint8Array(4);
+      new DataView(word.buffer).setUint32(0, 0x000300f0 | (rdp << 8), true);
+      await raw.dnload(2, word);
+      return raw.status();
+    };
+    expect((await writeOptsr(0xbb)).state).toBe(S.dfuDNBUSY);
+    await board.waitForUsb(10_000);
+    expect(board.chip.rdpLevel).toBe(1);
+    expect((await writeOptsr(0xcc)).state).toBe(S.dfuDNBUSY);
+    expect(await raw.status()).toMatchObject({ state: S.dfuERROR, status: ST.errVENDOR });
+    expect(board.chip.rdpLevel).toBe(1);
+  });
+
   it('leave: zero-length DNLOAD -> dfuMANIFEST, then the device detaches and the application runs', async () => {
     const { board, raw } = setup();
     const sp = Uint8Array.of(0x00, 0x00, 0x02, 0x20, 0x99, 0x02, 0x00, 0x08); // SP 0x20020000 (DTCM end)

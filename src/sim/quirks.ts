@@ -22,8 +22,8 @@ export interface RomQuirks {
    * A sector erase at or above `bank2Base` is accepted and the GETSTATUS that starts it answers dfuDNBUSY,
    * then every later GETSTATUS answers dfuDNBUSY again (bwPollTimeout `hangPollTimeoutMs`) forever.
    * CLRSTATUS gives dfuERROR/errUNKNOWN and a second CLRSTATUS dfuIDLE (ST middleware: CLRSTATUS outside
-   * dfuERROR). The flash controller did receive the erase: the sector is erased (see board README note in
-   * dfuse-rom.ts `eraseSector`).
+   * dfuERROR). The flash controller did receive the erase: the sector is erased (reasoning in
+   * dfuse-rom.ts `#eraseSector`).
    */
   bank2EraseHang: boolean;
   /**

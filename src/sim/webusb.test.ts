@@ -105,6 +105,24 @@ describe('WebUSB façade (UsbDeviceLike) of the virtual ROM', () => {
     await expect(usb.selectAlternateInterface(0, 1)).rejects.toMatchObject({ name: 'InvalidStateError' });
   });
 
+  it('shows the rev V bank 2 hang and the SRAM4 refusal through the façade', async () => {
+    const { usb } = await opened({ bootloader: 0x90, chipRevision: 'V' });
+    const status = async () => {
+      const r = await usb.controlTransferIn(iface(3), 6);
+      return [r.data!.getUint8(0), r.data!.getUint8(4), r.data!.getUint32(0, true) >>> 8];
+    };
+    await usb.controlTransferOut(iface(1, 0), Uint8Array.of(0x41, 0, 0, 0x10, 0x08));
+    expect(await status()).toEqual([0, S.dfuDNBUSY, 1000]);
+    expect(await status()).toEqual([0, S.dfuDNBUSY, 1000]);
+    await usb.controlTransferOut(iface(4));
+    expect(await status()).toEqual([14, S.dfuERROR, 0]);
+    await usb.controlTransferOut(iface(4));
+    expect(await status()).toEqual([0, S.dfuIDLE, 0]);
+    await usb.controlTransferOut(iface(1, 0), Uint8Array.of(0x21, 0, 0, 0, 0x38));
+    await status();
+    expect(await status()).toEqual([1, S.dfuERROR, 0]); // errTARGET
+  });
+
   it('reset() restarts the DFU interface in dfuIDLE on the same attachment', async () => {
     const { board, usb } = await opened();
     await usb.controlTransferOut(iface(1, 0), Uint8Array.of(0x41, 0, 0, 0, 0x08));
