@@ -6,7 +6,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import nrf from 'nrf-intel-hex';
+import nrfModule from 'nrf-intel-hex';
+
+// nrf-intel-hex is CommonJS: at run time the default import is the MemoryMap class itself.
+const nrf = ((nrfModule as { default?: unknown }).default ?? nrfModule) as typeof nrfModule.default;
 import {
   FirmwareImage,
   parseImage,

@@ -19,7 +19,7 @@ describe('parseLayout', () => {
     expect(s[5]!.start).toBe(0x08020000);
   });
 
-  it('reads option bytes' spaced type letter e as readable and writable, not erasable', () => {
+  it('reads the option bytes type letter e as readable and writable, not erasable', () => {
     const [run] = parseLayout('@Option Bytes   /0x5200201C/01*128 e').regions[0]!.runs;
     expect(run).toMatchObject({ count: 1, size: 128, readable: true, erasable: false, writable: true });
   });

@@ -115,8 +115,8 @@ export class VirtualUsbDevice implements UsbDeviceLike {
   }
 
   /** The OS configured the device at enumeration (Linux picks configuration 1). */
-  get configuration(): USBConfiguration | undefined {
-    return this.#configured ? this.configurations[0] : undefined;
+  get configuration(): USBConfiguration | null {
+    return this.#configured ? (this.configurations[0] ?? null) : null;
   }
 
   #gone(what: string): void {

@@ -1,0 +1,382 @@
+import { createHash } from 'node:crypto';
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { execa } from 'execa';
+import { HilError } from '../../src/errors.ts';
+
+/**
+ * The end-to-end lane's virtual machine: QEMU (TCG) boots the Debian kernel with a tiny busybox initramfs that
+ * loads the virtio/9p and USB/IP modules, mounts the host's root file system read-only over virtio-9p and runs a
+ * script from this repository inside it (so the guest uses the host's node, dfu-util and usbip, with no image to
+ * build). No network device: everything in the guest talks over the guest's own loopback.
+ */
+
+export class E2eError extends HilError {
+  constructor(code: string, message: string, details: Record<string, unknown> = {}, hint?: string) {
+    super(code, message, { kind: 'infra', details, ...(hint ? { hint } : {}) });
+  }
+}
+
+/** Modules the guest loads, with their dependencies (resolved by depmod/modprobe on the host). */
+export const GUEST_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'vhci-hcd'];
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+export const REPO_ROOT = path.resolve(here, '../..');
+export const DEFAULT_CACHE_DIR = path.join(REPO_ROOT, 'node_modules/.cache/stm32-hil-e2e');
+
+export interface VmImage {
+  kernel: string;
+  /** 'vmlinux' boots in about 3 s under TCG (PVH entry); 'bzImage' spends extra seconds decompressing itself. */
+  kernelFormat: 'vmlinux' | 'bzImage';
+  kernelPackage: string;
+  initrd: string;
+}
+
+/** Why the lane cannot run here, or undefined when it can. */
+export async function missingPrerequisite(): Promise<string | undefined> {
+  if (process.platform !== 'linux' || process.arch !== 'x64')
+    return `the lane needs an x86-64 Linux host (this is ${process.platform}/${process.arch})`;
+  for (const [tool, pkg] of [
+    ['qemu-system-x86_64', 'qemu-system-x86'],
+    ['dpkg-deb', 'dpkg'],
+    ['xz', 'xz-utils'],
+    ['cpio', 'cpio'],
+  ] as const) {
+    if (!which(tool)) return `${tool} not found (Debian package ${pkg})`;
+  }
+  for (const tool of ['depmod', 'modprobe'])
+    if (!which(tool)) return `${tool} not found (Debian package kmod)`;
+  const busybox = which('busybox');
+  if (!busybox || !isStaticElf(busybox))
+    return 'a statically linked busybox is needed for the initramfs (Debian package busybox-static)';
+  if (!process.env.STM32_HIL_E2E_KERNEL_DEB && !which('apt-get'))
+    return 'apt-get not found to fetch the kernel package (or set STM32_HIL_E2E_KERNEL_DEB to a linux-image .deb)';
+  return undefined;
+}
+
+/** PATH lookup that also tries the sbin directories (depmod lives there; a normal user's PATH lacks them). */
+export function which(tool: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/local/sbin', '/usr/sbin', '/sbin'];
+  for (const dir of dirs) {
+    if (!dir) continue;
+    const p = path.join(dir, tool);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}
+
+/** True for an ELF executable without a PT_INTERP program header (ELF-64 little-endian layout, System V gABI). */
+export function isStaticElf(file: string): boolean {
+  const b = readFileSync(file);
+  if (b.readUInt32BE(0) !== 0x7f454c46 || b[4] !== 2 || b[5] !== 1) return false;
+  const phoff = Number(b.readBigUInt64LE(0x20));
+  const phentsize = b.readUInt16LE(0x36);
+  const phnum = b.readUInt16LE(0x38);
+  for (let i = 0; i < phnum; i++) {
+    if (b.readUInt32LE(phoff + i * phentsize) === 3) return false; // PT_INTERP
+  }
+  return true;
+}
+
+async function run(
+  file: string,
+  args: string[],
+  opts: { cwd?: string; signal?: AbortSignal; input?: Uint8Array } = {},
+) {
+  try {
+    return await execa(file, args, {
+      cwd: opts.cwd,
+      cancelSignal: opts.signal,
+      encoding: opts.input ? 'buffer' : 'utf8',
+      ...(opts.input ? { input: opts.input } : {}),
+      stripFinalNewline: false,
+    });
+  } catch (e) {
+    const err = e as { shortMessage?: string; stderr?: unknown };
+    throw new E2eError(
+      'E_E2E_TOOL',
+      `${path.basename(file)} ${args.join(' ')} failed: ${err.shortMessage ?? String(e)}`,
+      {
+        stderr: String(err.stderr ?? '').slice(-2000),
+      },
+    );
+  }
+}
+
+/** The Debian kernel package: STM32_HIL_E2E_KERNEL_DEB, else the one linux-image-amd64 depends on, fetched with apt-get download. */
+export async function fetchKernelPackage(cacheDir: string, signal?: AbortSignal): Promise<string> {
+  const given = process.env.STM32_HIL_E2E_KERNEL_DEB;
+  if (given) {
+    if (!existsSync(given))
+      throw new E2eError('E_E2E_KERNEL', `STM32_HIL_E2E_KERNEL_DEB=${given}: no such file`);
+    return path.resolve(given);
+  }
+  mkdirSync(cacheDir, { recursive: true });
+  const deps = await run('apt-cache', ['depends', 'linux-image-amd64'], { signal });
+  const name = /Depends:\s*(linux-image-[0-9][^\s]*-amd64)\b/.exec(String(deps.stdout))?.[1];
+  if (!name) {
+    throw new E2eError(
+      'E_E2E_KERNEL',
+      'apt-cache knows no linux-image-amd64 dependency',
+      {},
+      'run apt-get update first (Debian 12 ships linux-image-6.1.0-*-amd64)',
+    );
+  }
+  const cached = readdirSync(cacheDir).find((f) => f.startsWith(`${name}_`) && f.endsWith('.deb'));
+  if (cached) return path.join(cacheDir, cached);
+  await run('apt-get', ['download', name], { cwd: cacheDir, signal });
+  const fetched = readdirSync(cacheDir).find((f) => f.startsWith(`${name}_`) && f.endsWith('.deb'));
+  if (!fetched) throw new E2eError('E_E2E_KERNEL', `apt-get download ${name} left no .deb in ${cacheDir}`);
+  return path.join(cacheDir, fetched);
+}
+
+const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+
+/**
+ * The uncompressed kernel from a bzImage whose payload is xz (Debian 12: CONFIG_KERNEL_XZ), the way the kernel's
+ * scripts/extract-vmlinux does it: find the compressed stream's magic and decompress from there.
+ */
+export async function extractVmlinux(vmlinuz: string, out: string, signal?: AbortSignal): Promise<boolean> {
+  const image = readFileSync(vmlinuz);
+  let at = image.indexOf(XZ_MAGIC);
+  while (at >= 0) {
+    try {
+      const r = await execa('xz', ['-dc', '--single-stream'], {
+        input: image.subarray(at),
+        encoding: 'buffer',
+        cancelSignal: signal,
+        maxBuffer: 512 * 1024 * 1024,
+      });
+      const elf = Buffer.from(r.stdout);
+      if (elf.readUInt32BE(0) === 0x7f454c46) {
+        writeFileSync(out, elf);
+        return true;
+      }
+    } catch {
+      // not a real stream at this offset: look further
+    }
+    at = image.indexOf(XZ_MAGIC, at + 1);
+  }
+  return false;
+}
+
+function hashOf(...parts: (string | Uint8Array)[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest('hex').slice(0, 16);
+}
+
+/**
+ * Builds (or reuses from `cacheDir`) the kernel and the initramfs. `initScript` is the initramfs's /init
+ * (busybox sh).
+ */
+export async function buildVm(opts: {
+  cacheDir?: string;
+  initScript: string;
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+}): Promise<VmImage> {
+  const cacheDir = opts.cacheDir ?? DEFAULT_CACHE_DIR;
+  const log = opts.log ?? (() => {});
+  const deb = await fetchKernelPackage(cacheDir, opts.signal);
+  const key = hashOf(
+    path.basename(deb),
+    readFileSync(opts.initScript),
+    readFileSync(which('busybox')!),
+    GUEST_MODULES.join(','),
+  );
+  const kernelPackage = path.basename(deb);
+  const done = path.join(cacheDir, `vm-${key}`);
+  const manifest = path.join(done, 'image.json');
+  if (existsSync(manifest)) return JSON.parse(readFileSync(manifest, 'utf8')) as VmImage;
+
+  log(`building the e2e VM image from ${kernelPackage}`);
+  const work = mkdtempSync(path.join(cacheDir, 'build-'));
+  try {
+    const root = path.join(work, 'root');
+    await run('dpkg-deb', ['-x', deb, root], { signal: opts.signal });
+    const version = readdirSync(path.join(root, 'lib/modules'))[0];
+    if (!version) throw new E2eError('E_E2E_KERNEL', `${kernelPackage} has no lib/modules`);
+    const vmlinuz = path.join(root, 'boot', `vmlinuz-${version}`);
+    const config = readFileSync(path.join(root, 'boot', `config-${version}`), 'utf8');
+    const image = path.join(work, 'out');
+    mkdirSync(image);
+    // QEMU boots an ELF vmlinux through its PVH entry note (CONFIG_PVH); otherwise boot the bzImage.
+    let kernelFormat: VmImage['kernelFormat'] = 'bzImage';
+    let kernel = path.join(image, 'vmlinuz');
+    if (
+      /^CONFIG_PVH=y$/m.test(config) &&
+      (await extractVmlinux(vmlinuz, path.join(image, 'vmlinux'), opts.signal))
+    ) {
+      kernelFormat = 'vmlinux';
+      kernel = path.join(image, 'vmlinux');
+    } else {
+      copyFileSync(vmlinuz, kernel);
+    }
+
+    // The package ships no modules.dep: build it, then take the closure of the modules the guest needs.
+    await run(which('depmod')!, ['-b', root, version], { signal: opts.signal });
+    const order: string[] = [];
+    for (const m of GUEST_MODULES) {
+      const r = await run(which('modprobe')!, ['-d', root, '-S', version, '--show-depends', m], {
+        signal: opts.signal,
+      });
+      for (const line of String(r.stdout).split('\n')) {
+        const file = /^insmod (\S+)/.exec(line)?.[1];
+        if (file && !order.includes(file)) order.push(file);
+      }
+    }
+    const initrdRoot = path.join(work, 'initrd');
+    for (const d of ['bin', 'dev', 'proc', 'sys', 'host', 'modules'])
+      mkdirSync(path.join(initrdRoot, d), { recursive: true });
+    copyFileSync(which('busybox')!, path.join(initrdRoot, 'bin/busybox'));
+    copyFileSync(opts.initScript, path.join(initrdRoot, 'init'));
+    chmodSync(path.join(initrdRoot, 'init'), 0o755);
+    const load: string[] = [];
+    for (const [i, file] of order.entries()) {
+      const name = `${String(i).padStart(2, '0')}-${path.basename(file)}`;
+      if (file.endsWith('.xz')) {
+        const r = await execa('xz', ['-dc', file], { encoding: 'buffer' });
+        writeFileSync(path.join(initrdRoot, 'modules', name.replace(/\.xz$/, '')), r.stdout);
+        load.push(`/modules/${name.replace(/\.xz$/, '')}`);
+      } else {
+        copyFileSync(file, path.join(initrdRoot, 'modules', name));
+        load.push(`/modules/${name}`);
+      }
+    }
+    writeFileSync(path.join(initrdRoot, 'modules.load'), `${load.join('\n')}\n`);
+    const list = await run('find', ['.', '-print0'], { cwd: initrdRoot });
+    const archive = await execa('cpio', ['--null', '-o', '-H', 'newc', '--owner', '0:0', '--quiet'], {
+      cwd: initrdRoot,
+      input: String(list.stdout),
+      encoding: 'buffer',
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    const initrd = path.join(image, 'initrd.gz');
+    writeFileSync(initrd, gzipSync(archive.stdout, { level: 1 }));
+    rmSync(done, { recursive: true, force: true });
+    renameSync(image, done);
+    const result: VmImage = {
+      kernel: path.join(done, path.basename(kernel)),
+      kernelFormat,
+      kernelPackage,
+      initrd: path.join(done, 'initrd.gz'),
+    };
+    writeFileSync(manifest, JSON.stringify(result, null, 2));
+    log(`e2e VM image: ${kernelFormat} of ${version}, ${load.length} modules`);
+    return result;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+export interface VmShare {
+  tag: string;
+  path: string;
+  readonly: boolean;
+}
+
+export interface VmRun {
+  /** The guest's serial console. */
+  console: string;
+  wallMs: number;
+  /** QEMU's own exit code. */
+  qemuExit: number | undefined;
+  timedOut: boolean;
+}
+
+/**
+ * Boots the image and waits for the guest to power off (or `timeoutMs`). `env` reaches the guest's /init as
+ * environment variables through the kernel command line (values must not contain spaces).
+ */
+export async function runVm(opts: {
+  image: VmImage;
+  shares: VmShare[];
+  env: Record<string, string>;
+  timeoutMs: number;
+  memoryMiB?: number;
+  cpus?: number;
+  signal?: AbortSignal;
+  onConsole?: (chunk: string) => void;
+}): Promise<VmRun> {
+  for (const [k, v] of Object.entries(opts.env)) {
+    if (/\s/.test(v) || !/^[A-Z][A-Z0-9_]*$/.test(k))
+      throw new E2eError('E_E2E_ENV', `guest variable ${k}=${v}: no spaces, upper-case names`);
+  }
+  const append = [
+    'console=ttyS0',
+    'quiet',
+    'panic=-1',
+    'oops=panic',
+    ...Object.entries(opts.env).map(([k, v]) => `${k}=${v}`),
+  ].join(' ');
+  const args = [
+    '-accel',
+    'tcg',
+    '-cpu',
+    'max',
+    '-smp',
+    String(opts.cpus ?? 2),
+    '-m',
+    String(opts.memoryMiB ?? 1536),
+    '-nodefaults',
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
+    '-no-reboot',
+    '-kernel',
+    opts.image.kernel,
+    '-initrd',
+    opts.image.initrd,
+    '-append',
+    append,
+  ];
+  for (const s of opts.shares) {
+    args.push(
+      '-virtfs',
+      `local,path=${s.path},mount_tag=${s.tag},security_model=none,multidevs=remap${s.readonly ? ',readonly=on' : ''}`,
+    );
+  }
+  const started = performance.now();
+  let consoleText = '';
+  const proc = execa('qemu-system-x86_64', args, {
+    cancelSignal: opts.signal,
+    timeout: opts.timeoutMs,
+    stdin: 'ignore',
+    reject: false,
+    all: true,
+    buffer: false,
+  });
+  proc.all?.setEncoding('utf8');
+  proc.all?.on('data', (chunk: string) => {
+    consoleText += chunk;
+    opts.onConsole?.(chunk);
+  });
+  const r = await proc;
+  return {
+    console: consoleText,
+    wallMs: performance.now() - started,
+    qemuExit: r.exitCode,
+    timedOut: r.timedOut === true,
+  };
+}
