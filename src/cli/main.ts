@@ -3,11 +3,14 @@ import { HilError, isHilError } from '../errors.ts';
 import { type CliContext, createContext, type RegisterCommands } from './context.ts';
 import { registerDfuCommands } from './dfu.ts';
 import { registerImageCommands } from './image.ts';
+import { registerPowerCommands } from './power.ts';
 import { registerResultsCommands } from './results.ts';
+import { registerRunCommands } from './run.ts';
 import { registerSimCommands } from './sim.ts';
+import { registerStlinkCommands } from './stlink.ts';
 
 // One line per command group; each group lives in its own file.
-const groups: RegisterCommands[] = [registerImageCommands, registerResultsCommands, registerSimCommands, registerDfuCommands];
+const groups: RegisterCommands[] = [registerImageCommands, registerResultsCommands, registerSimCommands, registerDfuCommands, registerPowerCommands, registerStlinkCommands, registerRunCommands];
 
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('stm32-hil')
@@ -34,6 +37,8 @@ export async function main(argv: string[], io?: Pick<CliContext, 'stdout' | 'std
   const ctx = createContext(() => program?.opts() ?? {}, controller.signal, io?.stdout, io?.stderr);
   program = buildProgram(ctx);
   const debug = argv.includes('--debug');
+  // Commands report a failed check through process.exitCode; start each invocation clean.
+  process.exitCode = undefined;
   try {
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
