@@ -58,6 +58,23 @@ async function usbDeviceDir(deviceDir: string): Promise<string | undefined> {
   return undefined;
 }
 
+/**
+ * The kernel driver behind a tty. Since Linux 6.5 a UART's tty hangs off the serial-base bus ("port", "ctrl"
+ * drivers); the driver that matters (serial8250, serial) is further up.
+ */
+async function driverOf(deviceDir: string): Promise<string | undefined> {
+  let dir = deviceDir;
+  for (let i = 0; i < 4; i++) {
+    const link = path.join(dir, 'driver');
+    if (existsSync(link)) {
+      const driver = await realpath(link);
+      if (path.basename(path.dirname(path.dirname(driver))) !== 'serial-base') return path.basename(driver);
+    }
+    dir = path.dirname(dir);
+  }
+  return undefined;
+}
+
 async function byIdLinks(devDir: string): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
   const dir = path.join(devDir, 'serial', 'by-id');
@@ -79,8 +96,9 @@ async function byIdLinks(devDir: string): Promise<Map<string, string[]>> {
 }
 
 /**
- * Lists serial ports from sysfs (Linux). Hand-written because `SerialPort.list()` spawns `udevadm` without an
- * error handler, which kills the process on hosts without it (minimal containers, CI).
+ * Lists serial ports from sysfs (Linux). Hand-written because `SerialPort.list()` spawns `udevadm`, which
+ * minimal containers and CI machines lack: there it rejects with "spawn udevadm ENOENT" (ending any process
+ * that does not catch it) and lists nothing. sysfs also gives the driver and the USB port path.
  */
 export async function listFromSysfs(opts: ListOptions = {}): Promise<SerialPortInfo[]> {
   const root = opts.sysClassTty ?? '/sys/class/tty';
@@ -93,8 +111,7 @@ export async function listFromSysfs(opts: ListOptions = {}): Promise<SerialPortI
     const deviceLink = path.join(ttyDir, 'device');
     if (!existsSync(deviceLink)) continue; // virtual terminals, ptys, console
     const deviceDir = await realpath(deviceLink);
-    const driverLink = path.join(deviceDir, 'driver');
-    const driver = existsSync(driverLink) ? path.basename(await realpath(driverLink)) : undefined;
+    const driver = await driverOf(deviceDir);
     // 8250 UARTs exist as placeholders whether or not there is hardware; type 0 is PORT_UNKNOWN (linux serial_core.h).
     if (/^ttyS\d+$/.test(name) && (await readAttr(ttyDir, 'type')) === '0') continue;
     const devPath = path.join(devDir, name);
@@ -130,8 +147,8 @@ export function onPath(name: string, envPath = process.env.PATH ?? ''): boolean 
 }
 
 /**
- * Serial ports of this host, never crashing: sysfs on Linux; `SerialPort.list()` elsewhere, and on Linux only
- * when asked for and `udevadm` exists (its spawn error is unhandled inside @serialport/bindings-cpp).
+ * Serial ports of this host, never crashing: sysfs on Linux; `SerialPort.list()` (guarded) elsewhere, and on
+ * Linux only when asked for and `udevadm` exists.
  */
 export async function listSerialPorts(opts: ListOptions = {}): Promise<SerialPortInfo[]> {
   throwIfAborted(opts.signal);

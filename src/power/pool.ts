@@ -63,10 +63,13 @@ export class SerialSession {
     return this.#buf;
   }
 
-  /** Drops anything received so far (late replies, line noise) before a new command. */
+  /**
+   * Drops anything received so far (late replies, line noise) before a new command. Only our buffer: the
+   * port's flush (tcflush TCIOFLUSH) would also discard a command still in the output queue — on a pty,
+   * tcdrain does not wait for the far end to read.
+   */
   async discardInput(): Promise<void> {
     if (this.#closedError) throw this.#closedError;
-    await this.link.flushInput();
     this.#buf = new Uint8Array(0);
   }
 
@@ -267,6 +270,11 @@ export class PortPool {
           session.closed(gone(options.path, err));
         }),
       );
+      // Whatever the board sent before we opened it is stale.
+      await link.flushInput().catch(async (err: unknown) => {
+        await link.close().catch(() => undefined);
+        throw err;
+      });
       e.link = link;
       e.session = session;
     } catch (err) {

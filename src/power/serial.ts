@@ -24,7 +24,7 @@ export interface SerialLink {
   readonly isOpen: boolean;
   /** Writes and waits until the bytes left the host's buffer (tcdrain). */
   write(data: Uint8Array): Promise<void>;
-  /** Discards bytes received but not read yet, in the kernel and here (tcflush). */
+  /** Discards bytes received but not read yet, and bytes not sent yet (tcflush TCIOFLUSH): use right after open. */
   flushInput(): Promise<void>;
   /** Subscribes to received bytes; returns the unsubscribe function. */
   onData(listener: (chunk: Uint8Array) => void): () => void;
