@@ -23,9 +23,10 @@ function fill(data: Uint8Array, seed: number): void {
     data[i + 2] = (x >>> 16) & 0xff;
     data[i + 3] = x >>> 24;
   }
-  // A plausible vector table at the start: initial SP in AXI SRAM / SRAM1, reset handler in flash, thumb bit set.
+  // A vector table as linkers write it: initial SP at the very end of RAM (0x24080000, the end of the H743's AXI
+  // SRAM, as in the seed 004 image whose byte 0x08000002 is 0x08), reset handler in flash with the thumb bit.
   if (data.length >= 8) {
-    data.set([0x00, 0x00, 0x02, 0x20, 0x99, 0x02, 0x00, 0x08], 0);
+    data.set([0x00, 0x00, 0x08, 0x24, 0x99, 0x02, 0x00, 0x08], 0);
   }
 }
 

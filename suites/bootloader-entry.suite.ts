@@ -17,7 +17,8 @@ export default defineSuite({
 
     test('leave starts the application', async ({ board, dfu }) => {
       const image = syntheticImage(board.part, { banks: [1], bytesPerBank: [4096], seed: 5 });
-      await dfu.flash(image, { verify: true });
+      // No verify: this test is about leave, and a board with weak bits must not fail it for another reason.
+      await dfu.flash(image, { verify: false });
       const left = await dfu.leave();
       expect(['left', 'manifesting']).toContain(left);
       // The bootloader must be gone and stay gone: the application runs.

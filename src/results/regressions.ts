@@ -530,7 +530,10 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
     cell.unknownFailures = ids.filter((x) => x.length === 0).length;
     row.cells[col(sample)] = cell;
   }
-  const matrix = [...rows.values()].sort((a, b) => (a.test < b.test ? -1 : a.test > b.test ? 1 : 0));
+  // A test that never executed anywhere (only skipped: not applicable, board latched broken) has no row.
+  const matrix = [...rows.values()]
+    .filter((r) => Object.values(r.cells).some((c) => c.runs > 0 || c.boardProblems.length > 0))
+    .sort((a, b) => (a.test < b.test ? -1 : a.test > b.test ? 1 : 0));
 
   // Comparisons.
   const comparisons: Comparison[] = [];
