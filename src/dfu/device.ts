@@ -49,10 +49,16 @@ export interface DfuDeviceOptions {
 export interface DfuStats {
   transfers: number;
   getStatus: number;
+  dnload: number;
+  upload: number;
+  /** GETSTATUS polls that found the device still busy after waiting its bwPollTimeout (0 on a device that keeps time). */
+  repolls: number;
   /** Sum of the bwPollTimeouts the device asked for, ms: the busy time its timing model imposed. */
   requestedWaitMs: number;
   /** Time the host actually slept honouring them, ms on its clock. */
   sleptMs: number;
+  /** Time spent inside control transfers (the device and the bus), ms on the clock. */
+  transferMs: number;
 }
 
 interface Scope {
@@ -80,7 +86,16 @@ export class DfuDevice {
   readonly alternates: DfuAlternate[];
   readonly quirks: DfuQuirks;
   readonly trace: DfuTrace | undefined;
-  readonly stats: DfuStats = { transfers: 0, getStatus: 0, requestedWaitMs: 0, sleptMs: 0 };
+  readonly stats: DfuStats = {
+    transfers: 0,
+    getStatus: 0,
+    dnload: 0,
+    upload: 0,
+    repolls: 0,
+    requestedWaitMs: 0,
+    sleptMs: 0,
+    transferMs: 0,
+  };
   alt: number;
   /** The last status the device reported. */
   last: DfuStatusReport | undefined;
@@ -321,12 +336,30 @@ export class DfuDevice {
     return this.#scope?.signal;
   }
 
-  /** Sleeps on the device's clock within the current operation's deadline. */
+  /**
+   * Waits `ms` on the device's clock within the current operation's deadline — at least `ms`, as DFU 1.1 asks of
+   * bwPollTimeout. On a real clock, Node's timers run on the event loop's cached millisecond time and fire up to
+   * a millisecond early or a few late, which over 1536 one-millisecond block waits costs seconds or violates the
+   * poll timeout; so the tail of each wait is spent yielding (setImmediate) until the clock has really advanced.
+   */
   async sleep(ms: number): Promise<void> {
     if (ms <= 0) return;
     this.#check();
+    const signal = this.#scope?.signal;
     const t0 = this.clock.now();
-    await this.clock.sleep(ms, this.#scope?.signal);
+    if (this.clock.virtual) {
+      await this.clock.sleep(ms, signal);
+    } else {
+      const target = t0 + ms;
+      // Timer lateness grows with load; the yielding tail (2 ms + 2 %) absorbs it for the long erase waits too.
+      const tail = 2 + ms * 0.02;
+      if (ms > tail) await this.clock.sleep(ms - tail, signal);
+      // Bounded by the real clock reaching `target`.
+      while (this.clock.now() < target) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        throwIfAborted(signal);
+      }
+    }
     this.stats.sleptMs += this.clock.now() - t0;
   }
 
@@ -341,6 +374,7 @@ export class DfuDevice {
     this.stats.transfers++;
     const r = this.#lastRecord;
     this.#lastRecord = undefined;
+    if (r) this.stats.transferMs += r.end - r.start;
     if (r && this.trace) this.trace.add(r, { ...(note ? { note } : {}), ...(dfu ? { dfu } : {}) });
   }
 
@@ -369,12 +403,14 @@ export class DfuDevice {
 
   /** DFU_DNLOAD: block `block` (DfuSe: 0 = command, >= 2 = data). 'stall' when the device refuses it. */
   dnload(block: number, data: Uint8Array, note?: string): Promise<'ok' | 'stall'> {
+    this.stats.dnload++;
     return this.#out(DFU_REQUEST.DNLOAD, block, data, note, DFU_STATE.dfuDNLOAD_SYNC);
   }
 
   /** DFU_UPLOAD of up to `length` bytes; 'stall' when the device refuses it. */
   async upload(block: number, length: number, note?: string): Promise<Uint8Array | 'stall'> {
     this.#check();
+    this.stats.upload++;
     try {
       const r = await this.usb.controlIn(this.#setup(DFU_REQUEST.UPLOAD, block), length, {
         signal: this.#scope?.signal,
@@ -546,6 +582,7 @@ export class DfuDevice {
       this.stats.requestedWaitMs += s.pollTimeoutMs;
       await this.sleep(wait);
       s = await this.getStatus();
+      if (s.state === DFU_STATE.dfuDNBUSY) this.stats.repolls++;
     }
     if (s.state === DFU_STATE.dfuERROR) {
       await this.recover();

@@ -99,6 +99,7 @@ describe.skipIf(!tshark)(
       'usbdfu.poll_timeout',
       'usbdfu.descriptor.wTransferSize',
       'usbdfu.descriptor.bcdDFUVersion',
+      'frame.comment',
     ] as const;
     type Row = Record<(typeof columns)[number], string>;
     let rows: Row[] = [];
@@ -154,6 +155,13 @@ describe.skipIf(!tshark)(
         .filter((r) => r['usb.urb_type'] === "'S'" && r['usbdfu.command'] === '3')
         .map((r) => Number(r['frame.time_relative']));
       expect(polls.some((t, i) => i > 0 && Math.abs(t - polls[i - 1]! - 1.0) < 0.001)).toBe(true);
+    });
+
+    it("carries the host's view as packet comments: the state after each transfer and what it was doing", () => {
+      const comments = rows.map((r) => r['frame.comment']).filter(Boolean);
+      expect(comments).toContain('dfuDNLOAD-SYNC?; erase sector 8');
+      expect(comments).toContain('dfuERROR/errUNKNOWN');
+      expect(comments.some((c) => /^dfuIDLE\?; recover$/.test(c))).toBe(true);
     });
 
     it('dissects the whole file verbosely as USB DFU', () => {

@@ -5,7 +5,8 @@ import type { DfuTrace, TraceEntry } from './trace.ts';
  * and Enhanced Packet blocks) with link type LINKTYPE_USB_LINUX_MMAPPED (220, tcpdump.org link-layer header
  * types): each packet starts with the 64-byte Linux usbmon binary header (Linux Documentation/usb/usbmon.rst,
  * "struct usbmon_packet"), so Wireshark and tshark decode the control transfers, and the DFU requests once
- * they have seen the configuration descriptor. Hand-written: no maintained npm library writes usbmon pcapng.
+ * they have seen the configuration descriptor. Each completion carries the host's view (DFU state after the
+ * transfer, what it was doing) as a packet comment. Hand-written: no maintained npm library writes usbmon pcapng.
  */
 
 export const LINKTYPE_USB_LINUX_MMAPPED = 220;
@@ -119,15 +120,28 @@ function usbmonPacket(
   return h;
 }
 
-function enhancedPacket(packet: Buffer, tsMicros: bigint): Buffer {
-  const body = Buffer.alloc(20 + packet.length + pad4(packet.length));
+function enhancedPacket(packet: Buffer, tsMicros: bigint, comment?: string): Buffer {
+  // opt_comment (code 1): Wireshark shows it as the packet comment (frame.comment).
+  const opts = comment ? Buffer.concat([option(1, Buffer.from(comment)), END_OF_OPTIONS]) : Buffer.alloc(0);
+  const body = Buffer.alloc(20 + packet.length + pad4(packet.length) + opts.length);
   body.writeUInt32LE(0, 0); // interface 0
   body.writeUInt32LE(Number(tsMicros >> 32n), 4);
   body.writeUInt32LE(Number(tsMicros & 0xffff_ffffn), 8);
   body.writeUInt32LE(packet.length, 12);
   body.writeUInt32LE(packet.length, 16);
   packet.copy(body, 20);
+  opts.copy(body, 20 + packet.length + pad4(packet.length));
   return body;
+}
+
+/** The host's view after the transfer: DFU state/status (reported, or inferred with "?") and what it was doing. */
+function commentFor(e: TraceEntry): string | undefined {
+  const parts: string[] = [];
+  if (e.dfu)
+    parts.push(`${e.dfu.state}${e.dfu.status ? `/${e.dfu.status}` : ''}${e.dfu.inferred ? '?' : ''}`);
+  if (e.note) parts.push(e.note);
+  if (e.error) parts.push(e.error);
+  return parts.length ? parts.join('; ') : undefined;
 }
 
 export function traceToPcapng(trace: DfuTrace, opts: PcapngOptions = {}): Uint8Array {
@@ -161,7 +175,7 @@ export function traceToPcapng(trace: DfuTrace, opts: PcapngOptions = {}): Uint8A
     const ts = base + BigInt(Math.round(e.start * 1000));
     const te = base + BigInt(Math.round(Math.max(e.end, e.start) * 1000));
     w.block(6, enhancedPacket(usbmonPacket(e, 'S', ts, o), ts));
-    w.block(6, enhancedPacket(usbmonPacket(e, 'C', te, o), te));
+    w.block(6, enhancedPacket(usbmonPacket(e, 'C', te, o), te, commentFor(e)));
   }
   return new Uint8Array(Buffer.concat(w.chunks));
 }

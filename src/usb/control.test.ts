@@ -1,7 +1,8 @@
 import { createRequire } from 'node:module';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { DfuDevice } from '../dfu/device.ts';
 import { classifyUsbFailure, type TransferRecord, UsbAdapter } from './control.ts';
-import { UsbError } from './errors.ts';
+import { UDEV_RULE_LINE, UsbError } from './errors.ts';
 import type { UsbDeviceLike } from './types.ts';
 
 const GETSTATUS = { requestType: 'class', recipient: 'interface', request: 3, value: 0, index: 0 } as const;
@@ -164,5 +165,21 @@ describe('classifyUsbFailure', () => {
     ['controlTransferIn error: invalid state', 'other'],
   ])('%s -> %s', (message, kind) => {
     expect(classifyUsbFailure(napiError(message))).toBe(kind);
+  });
+});
+
+describe('opening a device the OS refuses', () => {
+  it('is E_USB_PERMISSION naming the udev rule that grants access', async () => {
+    const dev = {
+      vendorId: 0x0483,
+      productId: 0xdf11,
+      opened: false,
+      open: () =>
+        Promise.reject(napiError('open error: failed to open device: Permission denied (errno 13)')),
+    } as unknown as UsbDeviceLike;
+    const err = (await DfuDevice.open(dev).catch((e: unknown) => e)) as UsbError;
+    expect(err.code).toBe('E_USB_PERMISSION');
+    expect(err.hint).toContain(UDEV_RULE_LINE);
+    expect(err.hint).toContain('/etc/udev/rules.d/');
   });
 });

@@ -311,7 +311,8 @@ export class UsbAdapter {
       start,
       end: this.clock.now(),
       setup,
-      ...(dataOut?.length ? { dataOut: dataOut.slice() } : {}),
+      // The caller's buffer, not a copy: the host never reuses a buffer it has sent.
+      ...(dataOut?.length ? { dataOut } : {}),
       ...(dataIn ? { dataIn } : {}),
       outcome,
       ...(error ? { error } : {}),

@@ -1,0 +1,143 @@
+// DfuSe host: flash and verify a 1.5 MiB two-bank image on a virtual STM32H743 (bootloader 0xD2) in real time
+// (RealClock, timeScale 1), and print how much of the wall time the device's timing model imposed (the
+// bwPollTimeouts a DFU 1.1 host must wait) against what the host added, plus control transfers per data block
+// and GETSTATUS polls beyond the minimum. Targets: host overhead under 3 % of wall time; no extra polls.
+// Run: `npm run bench -- dfu` or `node_modules/.bin/node bench/dfu.bench.ts`.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { DfuseHost } from '../src/dfu/index.ts';
+import { FirmwareImage } from '../src/image/model.ts';
+import { createVirtualBoard } from '../src/sim/board.ts';
+import { realClock } from '../src/util/clock.ts';
+
+const KiB = 1024;
+
+function noise(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+const image = new FirmwareImage('bin', 'bench-1.5MiB');
+image.add({ name: 'bank1', address: 0x0800_0000, data: noise(768 * KiB, 1), source: { file: 'bench' } });
+image.add({ name: 'bank2', address: 0x0810_0000, data: noise(768 * KiB, 2), source: { file: 'bench' } });
+
+const dir = mkdtempSync(path.join(tmpdir(), 'dfu-bench-'));
+const board = createVirtualBoard({
+  id: 'bench',
+  part: 'stm32h743',
+  chipRevision: 'Y',
+  bootloader: 0xd2,
+  stateFile: path.join(dir, 'chip.bin'),
+  clock: realClock,
+  timeScale: 1,
+});
+try {
+  board.setBoot0(true);
+  board.setPower(true);
+  const usb = await board.waitForUsb(5000);
+  const host = await DfuseHost.open(usb, { clock: realClock });
+
+  // Where sleeping went past the poll timeouts: the long erase waits or the 1 ms block waits.
+  const late = { long: 0, short: 0, longN: 0, shortN: 0 };
+  const sleep = host.dfu.sleep.bind(host.dfu);
+  host.dfu.sleep = async (ms: number) => {
+    const t = performance.now();
+    await sleep(ms);
+    const over = performance.now() - t - ms;
+    if (ms >= 100) {
+      late.long += over;
+      late.longN++;
+    } else {
+      late.short += over;
+      late.shortN++;
+    }
+  };
+
+  const t0 = performance.now();
+  const r = await host.flash(image, { verify: true });
+  const wall = performance.now() - t0;
+  if (!r.verify?.ok) throw new Error('verify failed');
+
+  const s = r.stats;
+  const plan = r.plan;
+  const sectors = plan.erase.mode === 'sectors' ? plan.erase.sectors : [];
+  const blocks = plan.writes.reduce((n, w) => n + Math.ceil(w.data.length / host.dfu.transferSize), 0);
+  const readBlocks = image
+    .coalesced()
+    .reduce((n, seg) => n + Math.ceil(seg.data.length / host.dfu.transferSize), 0);
+  // What the timing model keeps the flash busy (erase 0.9 s per sector, 16 us per 32-byte flash word).
+  const chipSectors = board.chip.sectors;
+  const modelBusy =
+    sectors.reduce(
+      (n, sec) => n + board.timing.sectorErase(chipSectors.find((c) => c.start === sec.start)!).busyMs,
+      0,
+    ) +
+    plan.writes.reduce((n, w) => {
+      let t = 0;
+      for (let off = 0; off < w.data.length; off += host.dfu.transferSize) {
+        t += board.timing.program(Math.min(host.dfu.transferSize, w.data.length - off)).busyMs;
+      }
+      return n + t;
+    }, 0);
+  const imposed = s.requestedWaitMs;
+  // Time inside control transfers is the device's (here: the simulator's flash file I/O) and the bus's.
+  const inTransfers = s.transferMs;
+  const overhead = wall - imposed - inTransfers;
+  // Each DNLOAD needs two GETSTATUS (one starts it and answers dfuDNBUSY + bwPollTimeout, one after the wait
+  // reports the outcome); the operation starts with one GETSTATUS to learn the state.
+  const minPolls = 2 * s.dnload + 1;
+  const writeTransfers = s.transfers - s.upload - 2 * 2; // minus UPLOADs and the ABORTs around the two read-backs
+
+  const f = (ms: number) => `${(ms / 1000).toFixed(3).padStart(7)} s`;
+  const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
+  console.log(
+    `image: ${(image.size / KiB / KiB).toFixed(2)} MiB in two banks; ${sectors.length} sectors erased; ${blocks} blocks of ${host.dfu.transferSize} bytes written, ${readBlocks} read back`,
+  );
+  console.log(`device busy in the timing model (erase + programming):   ${f(modelBusy)}`);
+  console.log(`device busy imposed on the host (sum of bwPollTimeouts): ${f(imposed)}`);
+  console.log(`wall time, flash + verify:                               ${f(wall)}`);
+  console.log(
+    `  inside control transfers (device/simulator + bus):     ${f(inTransfers)}  = ${pct(inTransfers / wall)} of wall`,
+  );
+  console.log(
+    `  slept honouring bwPollTimeout:                         ${f(s.sleptMs)}  = ${(s.sleptMs / imposed).toFixed(4)} x imposed`,
+  );
+  console.log(
+    `  host overhead (wall - imposed - in transfers):         ${f(overhead)}  = ${pct(overhead / wall)} of wall (target < 3 %)`,
+  );
+  console.log(`    of which sleeping past the poll timeouts (timers):     ${f(s.sleptMs - imposed)}`);
+  console.log(
+    `      ${late.longN} erase waits late by ${f(late.long)}, ${late.shortN} block waits late by ${f(late.short)}`,
+  );
+  console.log(
+    `    of which host code between transfers:                ${f(wall - s.sleptMs - inTransfers)}`,
+  );
+  console.log(
+    `  everything beyond the imposed waits:                   ${f(wall - imposed)}  = ${pct((wall - imposed) / wall)} of wall`,
+  );
+  console.log(
+    `machine load average during the run: ${loadavg()[0]!.toFixed(2)} on ${cpus().length} CPUs (timer lateness grows with it)`,
+  );
+  console.log(
+    `control transfers: ${s.transfers}; per written data block ${(writeTransfers / blocks).toFixed(3)} ` +
+      `(DNLOAD + 2 GETSTATUS = 3, plus the erase and set-address commands spread over the blocks); per read-back block ${(s.upload / readBlocks).toFixed(3)} UPLOAD`,
+  );
+  console.log(
+    `GETSTATUS polls: ${s.getStatus}; minimum the poll timeouts require: ${minPolls}; re-polls of a still-busy device: ${s.repolls}`,
+  );
+  const ok = overhead / wall < 0.03 && s.getStatus <= minPolls && s.repolls === 0;
+  console.log(ok ? 'targets met' : 'TARGETS MISSED');
+  await host.close();
+  if (!ok) process.exitCode = 1;
+} finally {
+  board.close();
+  rmSync(dir, { recursive: true, force: true });
+}
