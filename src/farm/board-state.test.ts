@@ -16,6 +16,7 @@ import {
   boardControl,
   bootQuirk,
   type StrategyOptions,
+  usbPresence,
   virtualPresence,
 } from './board-state.ts';
 import type { BoardConfig, FaultsConfig, RelayConfig } from './schema.ts';
@@ -172,6 +173,23 @@ describe('board state machine on virtual boards', () => {
     const firstEnumeration = r.steps.find((s) => s.step === 'enumeration')!;
     expect(firstEnumeration.ok).toBe(true);
     expect(firstEnumeration.ms).toBeLessThan(600);
+  });
+
+  it('brings a 0x90 board whose DFU leave did not start the application (AN2606 jump issue) into its application', async () => {
+    const clock = new VirtualClock();
+    const { vb, sm } = rig('h743-v90-leave', clock, 0x90);
+    await sm.to('bootloader');
+    // Leave (AN3156): a zero-length DNLOAD in dfuIDLE, executed on GETSTATUS. The erased flash's stack pointer
+    // (0xFFFFFFFF) is above RAM end - 16, so bootloader 0x90 jumps nowhere: nothing answers.
+    expect(
+      await vb.control({ bmRequestType: 0x21, bRequest: 0x01, wValue: 0, wIndex: 0, wLength: 0 }),
+    ).toMatchObject({ status: 'ok' });
+    await vb.control({ bmRequestType: 0xa1, bRequest: 0x03, wValue: 0, wIndex: 0, wLength: 6 });
+    expect(vb.mode).toBe('silent');
+    expect(vb.usb).toBeUndefined();
+    const r = await sm.to('application');
+    expect(vb.mode).toBe('application');
+    expect(r.steps.map((x) => x.step)).toEqual(['boot0-low', 'power-off', 'off-time', 'power-on', 'settle']);
   });
 
   it('latches a 0x90 board broken when nothing can reset it: power cycles alone never wake that ROM', async () => {
@@ -355,5 +373,33 @@ describe('board state machine through relay boards on pseudo-terminals', () => {
     expect(a.vb.mode).toBe('bootloader');
     const e = await broken(a.sm.to('application'));
     expect(e.reason).toMatchObject({ code: 'E_BOARD_POWER_NO_EFFECT', category: 'power', kind: 'infra' });
+  });
+});
+
+describe('DFU presence on real USB', () => {
+  it('finds the ST ROM bootloader (0483:DF11) by port path, ignoring other devices, within the deadline', async () => {
+    const clock = new VirtualClock();
+    let attachAt = Infinity;
+    const lister = {
+      async list() {
+        const devices = [{ vendorId: 0x0483, productId: 0x374b, serial: 'STLINK', portPath: '1-4.2' }];
+        if (clock.now() >= attachAt)
+          devices.push({ vendorId: 0x0483, productId: 0xdf11, serial: '200364500000', portPath: '1-4.2' });
+        devices.push({ vendorId: 0x0483, productId: 0xdf11, serial: '200364500000', portPath: '1-4.3' });
+        return devices;
+      },
+    };
+    const p = usbPresence([lister], clock, 50);
+    expect(await p.present({ portPath: '1-4.2' })).toBe(false);
+    expect(await p.present({ portPath: '1-4.3' })).toBe(true);
+    expect(await p.appears({ portPath: '1-4.2' }, { deadlineMs: 1000 })).toBe(false);
+    expect(clock.now()).toBeGreaterThanOrEqual(1000);
+    attachAt = clock.now() + 300;
+    const t = clock.now();
+    expect(await p.appears({ portPath: '1-4.2' }, { deadlineMs: 1000 })).toBe(true);
+    expect(clock.now() - t).toBeGreaterThanOrEqual(300);
+    expect(clock.now() - t).toBeLessThan(400);
+    expect(await p.gone({ portPath: '1-4.3' }, { deadlineMs: 200 })).toBe(false);
+    expect(await p.present({ serial: '200364500000' })).toBe(true);
   });
 });

@@ -178,7 +178,11 @@ export function bootQuirk(part: string, bootloader: number | undefined): BootQui
 // ---------------------------------------------------------------------------------------------------------------
 // Errors, events, results
 
-export type FailureCategory = 'relay' | 'enumeration' | 'power' | 'boot' | 'config' | 'internal';
+/**
+ * relay: a relay board or its port; enumeration: the DFU device never came; power: the board did not lose
+ * power; boot: it did not leave its bootloader; config: boards.yaml; internal: a bug (not retried).
+ */
+export type FailureCategory = 'relay' | 'enumeration' | 'power' | 'boot' | 'config' | 'internal' | 'other';
 
 export interface BrokenReason {
   code: string;
@@ -337,9 +341,10 @@ class AttemptError extends BoardStateError {
 function categoryOf(e: unknown): FailureCategory {
   if (e instanceof AttemptError) return e.category;
   if (!isHilError(e)) return 'internal';
-  if (/^E_(RELAY|SERIAL)_/.test(e.code) || e.code === 'E_DEADLINE') return 'relay';
   if (e.kind === 'input' || e.kind === 'usage') return 'config';
-  return 'internal';
+  if (/^E_(RELAY|SERIAL)_/.test(e.code) || e.code === 'E_DEADLINE') return 'relay';
+  if (/^E_USB_/.test(e.code)) return 'enumeration';
+  return 'other';
 }
 
 export class BoardStateMachine {
