@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findBoard } from '../farm/config.ts';
+import { dfuReaderForBoard } from './dfu-side.ts';
 import { StlinkError } from './errors.ts';
 import { makeTestFarm } from './fixtures/farm.ts';
 import { locateProgrammerCli } from './locate.ts';
@@ -84,6 +85,27 @@ describe('StlinkProgrammer contract, against the virtual STM32_Programmer_CLI', 
     expect(dead.code).toBe('E_STLINK_NO_TARGET');
     expect(dead.details.probe).toMatchObject({ voltage: 0 });
     chip.close();
+  });
+
+  it('the lock follows real DFU use: reading over DFU locks SWD programming until a power cycle', async () => {
+    const b = findBoard(farm.config, 'h7locked');
+    const chip = farm.chip('h7locked');
+    chip.powerCycle(false);
+    chip.close();
+    const bin = path.join(farm.dir, 'd.bin');
+    writeFileSync(bin, new Uint8Array(32).fill(0x42));
+    const runs: string[] = [];
+    const p = StlinkProgrammer.forBoard(farm.config, b, { onRun: (r) => runs.push(r.stdout) });
+    await p.write(bin, { address: 0x08020000 });
+    await dfuReaderForBoard(farm.config, b)([{ address: 0x08020000, length: 32 }]);
+    const e = await rejected(p.write(bin, { address: 0x08040000 }));
+    expect(e.code).toBe('E_STLINK_DOWNLOAD_FAILED');
+    expect(runs.at(-1)).toContain('Error: failed to download  Sector[2]');
+    const again = farm.chip('h7locked');
+    again.powerCycle(false);
+    again.close();
+    await p.write(bin, { address: 0x08040000 });
+    expect(runs).toHaveLength(3);
   });
 
   it('reads the option bytes that matter', async () => {

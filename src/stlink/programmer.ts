@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FarmConfig } from '../farm/config.ts';
 import type { BoardConfig } from '../farm/schema.ts';
+import { SWD_BOARDS_ENV, swdBoardsOf } from '../sim/swd/boards.ts';
 import {
   allowMassErase,
   type ConnectMode,
@@ -45,6 +46,8 @@ export interface StlinkOptions {
   env?: Record<string, string>;
   /** Board id, for messages and mass-erase permissions. */
   board?: string | undefined;
+  /** Called with every completed run, failed or not (test reports attach the CLI output). */
+  onRun?: (run: RunResult) => void;
 }
 
 export interface Identity {
@@ -97,8 +100,18 @@ export class StlinkProgrammer {
       freqKHz: board.stlink.freq,
       deadlineMs: config.deadlines?.cliMs ?? DEFAULT_CLI_DEADLINE_MS,
       board: board.id,
-      ...(board.virtual ? { env: { STM32_HIL_CONFIG: config.file } } : {}),
       ...extra,
+      // The stand-in gets the farm's virtual boards ready-made, and boards.yaml for anything else.
+      ...(board.virtual || extra.env
+        ? {
+            env: {
+              ...(board.virtual
+                ? { STM32_HIL_CONFIG: config.file, [SWD_BOARDS_ENV]: JSON.stringify(swdBoardsOf(config)) }
+                : {}),
+              ...extra.env,
+            },
+          }
+        : {}),
     });
   }
 
@@ -122,6 +135,7 @@ export class StlinkProgrammer {
       graceMs: o.graceMs ?? DEFAULT_GRACE_MS,
       ...(o.env ? { env: o.env } : {}),
     });
+    o.onRun?.(run);
     return checkRun(run);
   }
 

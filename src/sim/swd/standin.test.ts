@@ -5,6 +5,7 @@ import { makeTestFarm } from '../../stlink/fixtures/farm.ts';
 import { optionBytesOfInterest, parseProgrammerOutput, primaryError } from '../../stlink/parse.ts';
 import { RDP_LEVEL1 } from '../chip.ts';
 import { ArgsError, parseArgs } from './args.ts';
+import { swdBoardsOf } from './boards.ts';
 import { runStandIn } from './standin.ts';
 
 async function cli(env: NodeJS.ProcessEnv, ...argv: string[]) {
@@ -167,6 +168,15 @@ describe('virtual STM32_Programmer_CLI (stand-in)', () => {
     expect(primaryError(real.out)?.code).toBe('E_STLINK_PROBE_NOT_FOUND');
     const none = await cli({}, ...swd('TESTSN0001'));
     expect(primaryError(none.out)?.code).toBe('E_STLINK_NO_PROBE');
+    const broken = await cli({ STM32_HIL_SWD_BOARDS: '[{"id": 1}]' }, ...swd('TESTSN0001'));
+    expect(broken.text).toMatch(
+      /Error: No debug probe detected\. \(virtual farm: STM32_HIL_SWD_BOARDS does not list boards/,
+    );
+    const handed = await cli(
+      { STM32_HIL_SWD_BOARDS: JSON.stringify(swdBoardsOf(farm.config)) },
+      ...swd('TESTSN0004'),
+    );
+    expect(handed.out.target?.deviceId).toBe(0x413);
     const bad = await cli({ STM32_HIL_CONFIG: farm.file }, '-c', 'port=SWD', '--frobnicate');
     expect(bad.code).toBe(1);
     expect(primaryError(bad.out)?.code).toBe('E_STLINK_USAGE');

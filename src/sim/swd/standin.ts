@@ -1,15 +1,13 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { isHilError, sysCode } from '../../errors.ts';
-import { type FarmConfig, loadConfig } from '../../farm/config.ts';
-import type { BoardConfig } from '../../farm/schema.ts';
 import type { FirmwareImage } from '../../image/model.ts';
 import { type FlashSector, getPart, type Part } from '../../parts/catalogue.ts';
 import { hex32 } from '../../util/hex.ts';
 import { type OptionBytes, RDP_LEVEL0, RDP_LEVEL2, VirtualChip } from '../chip.ts';
 import { encodeOptionBytes } from '../option-bytes.ts';
-import { chipStateFile } from '../paths.ts';
 import { ArgsError, type Command, type ParsedArgs, parseArgs } from './args.ts';
+import { SWD_BOARDS_ENV, type SwdBoard, swdBoardsFromEnv, swdBoardsOf } from './boards.ts';
 import {
   BAR,
   banner,
@@ -48,7 +46,7 @@ class Failed extends Error {}
 interface Session {
   out: (line?: string) => void;
   quiet: boolean;
-  board: BoardConfig;
+  board: SwdBoard;
   part: Part;
   chip: VirtualChip;
   now: () => number;
@@ -61,14 +59,9 @@ function fail(s: Pick<Session, 'out'>, ...lines: string[]): never {
   throw new Failed(lines[0]);
 }
 
-function virtualBoards(config: FarmConfig): BoardConfig[] {
-  return config.boards.filter((b) => b.virtual && b.stlink);
-}
-
-function listProbes(config: FarmConfig | undefined, out: (l?: string) => void): void {
+function listProbes(boards: SwdBoard[], out: (l?: string) => void): void {
   out('===== STLink Interface =====');
   out('');
-  const boards = config ? virtualBoards(config) : [];
   if (boards.length === 0) {
     out('Error: No debug probe detected.');
     throw new Failed('no probe');
@@ -77,7 +70,7 @@ function listProbes(config: FarmConfig | undefined, out: (l?: string) => void): 
   out('');
   boards.forEach((b, i) => {
     out(`ST-Link Probe ${i} :`);
-    out(`   ST-LINK SN  : ${b.stlink!.serial}`);
+    out(`   ST-LINK SN  : ${b.serial}`);
     out(`   ST-LINK FW  : ${PROBE_FW}`);
     out('   Access Port Number  : 0');
     out(`   Board Name  : ${PROBE_BOARD}`);
@@ -126,7 +119,7 @@ function readMemory(s: Session, address: number, length: number): Uint8Array {
 
 function connect(
   conn: Record<string, string>,
-  config: FarmConfig | undefined,
+  boards: SwdBoard[],
   io: StandInIo,
   out: (l?: string) => void,
   quiet: boolean,
@@ -135,23 +128,21 @@ function connect(
     out(`Error: the virtual programmer implements port=SWD only, not port=${conn.port}`);
     throw new Failed('port');
   }
-  const boards = config ? virtualBoards(config) : [];
   if (boards.length === 0) {
     out('Error: No debug probe detected.');
     throw new Failed('no probe');
   }
   const sn = conn.sn;
-  const board = sn ? boards.find((b) => b.stlink!.serial.toUpperCase() === sn.toUpperCase()) : boards[0];
+  const board = sn ? boards.find((b) => b.serial.toUpperCase() === sn.toUpperCase()) : boards[0];
   if (!board) {
     out(`Error: No debug probe detected with serial number ${sn}`);
     throw new Failed('sn');
   }
   const part = getPart(board.part);
-  const v = board.virtual!;
-  const weakBits = new Map((v.faults?.weakBits ?? []).map((w) => [w.address, w.mask]));
+  const weakBits = new Map((board.weakBits ?? []).map((w) => [w.address, w.mask]));
   const chip = VirtualChip.open(
-    chipStateFile(config!, board),
-    { part: board.part, chipRevision: v.chipRevision, bootloader: v.bootloader },
+    board.stateFile,
+    { part: board.part, chipRevision: board.chipRevision, bootloader: board.bootloader },
     { weakBits },
   );
   const s: Session = { out, quiet, board, part, chip, now: io.now ?? (() => performance.now()) };
@@ -167,7 +158,7 @@ function connect(
 function printConnection(s: Session, conn: Record<string, string>): void {
   const { out, board, part, chip } = s;
   const powered = chip.volatile.powered;
-  out(kv('ST-LINK SN', board.stlink!.serial));
+  out(kv('ST-LINK SN', board.serial));
   out(kv('ST-LINK FW', PROBE_FW));
   out(kv('Board', PROBE_BOARD));
   out(kv('Voltage', powered ? '3.30V' : '0.00V'));
@@ -194,7 +185,7 @@ function printConnection(s: Session, conn: Record<string, string>): void {
 
 /** SWD programming refused until a power cycle after the ROM's DFU code ran (seed 003, boards.yaml faults). */
 function lockedAfterDfu(s: Session): boolean {
-  return Boolean(s.board.virtual?.faults?.swdLockedAfterDfu) && s.chip.volatile.dfuUsedSincePowerOn;
+  return Boolean(s.board.swdLockedAfterDfu) && s.chip.volatile.dfuUsedSincePowerOn;
 }
 
 function sectorList(sectors: FlashSector[]): string {
@@ -527,10 +518,16 @@ async function execute(s: Session, cmd: Command): Promise<void> {
   }
 }
 
-function loadFarm(env: NodeJS.ProcessEnv): FarmConfig | undefined {
+/** The virtual boards: from the harness ($STM32_HIL_SWD_BOARDS), else from boards.yaml ($STM32_HIL_CONFIG). */
+async function loadBoards(env: NodeJS.ProcessEnv): Promise<SwdBoard[]> {
+  const given = swdBoardsFromEnv(env[SWD_BOARDS_ENV]);
+  if (typeof given === 'string') throw new Error(given);
+  if (given) return given;
   const file = env.STM32_HIL_CONFIG;
-  if (!file) return undefined;
-  return loadConfig(path.resolve(file));
+  if (!file) return [];
+  // Loaded only here: zod and yaml cost most of this process's start-up.
+  const { loadConfig } = await import('../../farm/config.ts');
+  return swdBoardsOf(loadConfig(path.resolve(file)));
 }
 
 /** Runs one invocation; returns the exit code the real tool would (0 success, 1 any failure). */
@@ -557,16 +554,16 @@ export async function runStandIn(argv: readonly string[], io: StandInIo): Promis
   }
   let session: Session | undefined;
   try {
-    let config: FarmConfig | undefined;
+    let boards: SwdBoard[];
     try {
-      config = loadFarm(io.env);
+      boards = await loadBoards(io.env);
     } catch (e) {
       out(`Error: No debug probe detected. (virtual farm: ${e instanceof Error ? e.message : String(e)})`);
       return 1;
     }
     const list = args.commands.find((c) => c.kind === 'list');
     if (list) {
-      listProbes(config, out);
+      listProbes(boards, out);
       return 0;
     }
     if (!args.connect) {
@@ -579,7 +576,7 @@ export async function runStandIn(argv: readonly string[], io: StandInIo): Promis
       out('Error: Wrong command: a connection (-c port=SWD ...) must come before the commands');
       return 1;
     }
-    session = connect(args.connect, config, io, out, args.quiet);
+    session = connect(args.connect, boards, io, out, args.quiet);
     for (const cmd of args.commands) await execute(session, cmd);
     return 0;
   } catch (e) {
