@@ -200,7 +200,7 @@ export async function runFarm(opts: RunOptions): Promise<RunResult> {
     const counts = Object.fromEntries(['passed', 'failed', 'broken', 'skipped'].map((s) => [s, reporter.outcomes.filter((o) => o.status === s).length]));
     store.finishRun(run.id, { status, summary: { ...counts, boards: boards.map((b) => b.id), skippedBoards } });
   }
-  const analysis = analyse(store, { knownIssues: config.knownIssues ?? [] });
+  const analysis = analyse(store, { run: run.id, knownIssues: config.knownIssues ?? [] });
   store.close();
   return {
     runId: run.id,

@@ -1,9 +1,11 @@
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { UsageError } from '../errors.ts';
 import type { KnownIssue } from '../farm/schema.ts';
 import { type AnalyseOptions, type Analysis, analyse, type Cell } from '../results/regressions.ts';
+import { generateAllureReport } from '../results/allure.ts';
 import { writeQualificationPage } from '../results/report.ts';
-import { defaultStorePath, openStore } from '../results/store.ts';
+import { defaultStorePath, openStore, type ResultsStore } from '../results/store.ts';
 import { hex8, parseNumber } from '../util/hex.ts';
 import type { CliContext, RegisterCommands } from './context.ts';
 
@@ -164,6 +166,27 @@ export function formatAnalysis(a: Analysis): string {
   return out.join('\n');
 }
 
+/** The qualification page and, when there are Allure results, the Allure report with its history. */
+export async function writeReports(
+  store: ResultsStore,
+  reportsDir: string,
+  options: AnalyseOptions,
+  opts: { allure?: boolean; signal?: AbortSignal } = {},
+): Promise<{ file: string; allure: string | undefined; analysis: Analysis }> {
+  const { file, analysis } = writeQualificationPage(store, reportsDir, options);
+  const resultsDir = path.join(reportsDir, 'allure-results');
+  const allure =
+    opts.allure !== false && existsSync(resultsDir)
+      ? await generateAllureReport({
+          resultsDir,
+          outDir: path.join(reportsDir, 'allure'),
+          historyFile: path.join(reportsDir, 'allure-history.jsonl'),
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        })
+      : undefined;
+  return { file, allure, analysis };
+}
+
 export const registerResultsCommands: RegisterCommands = (program, ctx) => {
   program
     .command('regressions')
@@ -187,23 +210,27 @@ export const registerResultsCommands: RegisterCommands = (program, ctx) => {
 
   program
     .command('report')
-    .description('write the bootloader qualification page (<reportsDir>/qualification/index.html)')
+    .description('write the HTML reports: Allure (<reportsDir>/allure) and the bootloader qualification page')
     .option('--db <file>', 'results store (default <stateDir>/results.sqlite of boards.yaml)')
     .option('--out <dir>', 'reports directory (default reportsDir of boards.yaml)')
     .option('--since <run>', 'only runs from this run id (or date) on')
     .option('--baseline <version>', 'bootloader version to compare against')
     .option('--candidate <version>', 'bootloader version under test')
-    .action((opts: CommonOptions & { out?: string }) => {
+    .option('--no-allure', 'only the qualification page')
+    .action(async (opts: CommonOptions & { out?: string; allure: boolean }) => {
       const src = sources(ctx, opts);
       const options = analyseOptions(opts, src.knownIssues);
       const out = opts.out ?? src.reportsDir;
       if (!out) throw new UsageError('report: pass --out DIR (no boards.yaml to take reportsDir from)');
       const store = openStore(src.db, { create: false });
       try {
-        const { file, analysis } = writeQualificationPage(store, out, options);
+        const { file, allure, analysis } = await writeReports(store, out, options, {
+          allure: opts.allure,
+          signal: ctx.signal,
+        });
         ctx.result(
-          { file, verdict: analysis.verdict, reasons: analysis.reasons },
-          `qualification page: ${file}`,
+          { file, allure, verdict: analysis.verdict, reasons: analysis.reasons },
+          [`qualification page: ${file}`, ...(allure ? [`Allure report:      ${allure}`] : [])].join('\n'),
         );
       } finally {
         store.close();

@@ -1,9 +1,9 @@
-import path from 'node:path';
 import { HilError } from '../errors.ts';
 import type { OutcomeEvent } from '../../harness/reporters/store-reporter.ts';
 import { type RunResult, runFarm } from '../../harness/runner.ts';
 import type { RegisterCommands } from './context.ts';
-import { formatAnalysis } from './results.ts';
+import { openStore } from '../results/store.ts';
+import { formatAnalysis, writeReports } from './results.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, ...value.split(',').filter(Boolean)];
 
@@ -47,7 +47,8 @@ export const registerRunCommands: RegisterCommands = (program, ctx) => {
     .option('--suite <name>', 'only this suite (repeat or comma-separate)', collect)
     .option('--tag <tag>', 'only boards carrying this tag (e.g. nightly)', collect)
     .option('--trigger <name>', 'what started the run, recorded with it (nightly, manual, ci)', 'manual')
-    .action(async (opts: { board?: string[]; suite?: string[]; tag?: string[]; trigger: string }) => {
+    .option('--no-report', 'do not write the HTML reports at the end')
+    .action(async (opts: { board?: string[]; suite?: string[]; tag?: string[]; trigger: string; report: boolean }) => {
       const config = ctx.config();
       if (!ctx.json) ctx.info(`stm32-hil run: ${config.file}`);
       const result = await runFarm({
@@ -63,7 +64,18 @@ export const registerRunCommands: RegisterCommands = (program, ctx) => {
         },
       });
       const unknownFailures = result.outcomes.filter((o) => (o.status === 'failed' || o.status === 'broken') && !o.knownIssue);
-      const qualification = path.join(config.reportsDir, 'qualification', 'index.html');
+      let reports: { file: string; allure: string | undefined } | undefined;
+      if (opts.report && result.boards.length) {
+        const store = openStore(result.storeFile, { create: false });
+        try {
+          reports = await writeReports(store, config.reportsDir, { run: result.runId, knownIssues: config.knownIssues ?? [] }, { signal: ctx.signal });
+        } catch (e) {
+          // The run's outcomes are stored; a report that cannot be written is said, not fatal.
+          ctx.warn(`reports not written: ${e instanceof Error ? e.message : String(e)}`);
+        } finally {
+          store.close();
+        }
+      }
       ctx.result(
         {
           run: result.runId,
@@ -75,6 +87,7 @@ export const registerRunCommands: RegisterCommands = (program, ctx) => {
           reasons: result.analysis.reasons,
           comparisons: result.analysis.comparisons,
           boardProblems: result.analysis.boardProblems,
+          reports,
         },
         () =>
           [
@@ -85,8 +98,10 @@ export const registerRunCommands: RegisterCommands = (program, ctx) => {
             '',
             formatAnalysis(result.analysis),
             '',
-            `Results: ${result.storeFile}`,
-            `Report:  run \`stm32-hil report\` to write ${qualification} and the Allure report from ${result.allureResultsDir}`,
+            `Results:               ${result.storeFile}`,
+            ...(reports
+              ? [`Qualification report:  ${reports.file}`, ...(reports.allure ? [`Allure report:         ${reports.allure}`] : [])]
+              : [`Reports: run \`stm32-hil report\` to write them from ${result.allureResultsDir}`]),
           ].join('\n'),
       );
       if (result.cancelled) throw new HilError('E_CANCELLED', `run #${result.runId} was cancelled; finished outcomes are kept`, { kind: 'infra' });
