@@ -408,7 +408,8 @@ describe('virtual bootloader scenarios (ST AN2606 limitations, field reports, in
     const t0 = mute.clock.now();
     const e2 = await caught(host.read(0x0800_0000, 4096));
     expect((e2 as UsbError).code).toBe('E_USB_TIMEOUT');
-    expect(mute.clock.now() - t0).toBeLessThan(1000);
+    // Transfer 3 is the GETSTATUS that executes Set Address: it may take the command's bound (2 s), no more.
+    expect(mute.clock.now() - t0).toBeLessThanOrEqual(2000 + 250);
     await host.close();
   });
 

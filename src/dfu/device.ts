@@ -190,7 +190,7 @@ export class DfuDevice {
         signal,
       },
     );
-    const raw = await readConfigurationDescriptor(usb, config.configurationValue, signal);
+    const raw = await readConfigurationDescriptor(usb, signal);
     const parsed = raw ? parseConfigurationDescriptor(raw) : undefined;
     let functional = parsed?.functional;
     if (!functional) {
@@ -428,14 +428,19 @@ export class DfuDevice {
     }
   }
 
-  /** DFU_GETSTATUS. A stall or a short answer is E_DFU_STALL (the device cannot report its state). */
-  async getStatus(note?: string): Promise<DfuStatusReport> {
+  /**
+   * DFU_GETSTATUS. A stall or a short answer is E_DFU_STALL (the device cannot report its state).
+   * `timeoutMs` overrides the transfer timeout: a real ST ROM executes the command inside this request and
+   * NAKs its status stage until done (0.9 s for an H743 sector erase in the CubeProgrammer trace).
+   */
+  async getStatus(note?: string, timeoutMs?: number): Promise<DfuStatusReport> {
     this.#check();
     this.stats.getStatus++;
     let s: DfuStatusReport | undefined;
     try {
       const r = await this.usb.controlIn(this.#setup(DFU_REQUEST.GETSTATUS, 0), 6, {
         signal: this.#scope?.signal,
+        ...(timeoutMs ? { timeoutMs } : {}),
       });
       s = r.status === 'ok' ? parseStatus(r.data) : undefined;
     } finally {
@@ -569,7 +574,7 @@ export class DfuDevice {
     hint?: string,
   ): Promise<DfuStatusReport> {
     const t0 = this.clock.now();
-    let s = await this.getStatus(what);
+    let s = await this.getStatus(what, Math.max(this.usb.timeoutMs, maxBusyMs));
     // Each round sleeps at least 1 ms once a zero poll timeout did not finish the job, so time moves on any clock;
     // the round cap is a second bound for clocks that do not advance.
     const maxRounds = Math.ceil(maxBusyMs) + 16;
@@ -666,7 +671,6 @@ export class DfuDevice {
 
 async function readConfigurationDescriptor(
   usb: UsbAdapter,
-  _value: number,
   signal?: AbortSignal,
 ): Promise<Uint8Array | undefined> {
   const setup: ControlSetup = {

@@ -250,10 +250,13 @@ export function selectorFor(e: UsbDeviceEntry): UsbSelector {
 
 /** What node-usb 3's device adds to WebUSB (node_modules/usb/index.d.ts). */
 interface NodeUsbDevice extends USBDevice {
-  /** nusb's bus id: on Linux the zero-padded bus number ("001"), not a port path, whatever the .d.ts says. */
+  /**
+   * nusb's bus id: on Linux the zero-padded bus number ("001"), not a port path, whatever usb/index.d.ts says
+   * (nusb src/platform/linux_usbfs/enumeration.rs: `bus_id: format!("{busnum:03}")`).
+   */
   bus: string;
   address: number;
-  /** Port chain from the root hub, from sysfs devpath ("4.2" -> [4, 2]). */
+  /** Port chain from the root hub, from sysfs devpath ("4.2" -> [4, 2]) (same nusb file, `port_chain`). */
   ports: number[];
 }
 
