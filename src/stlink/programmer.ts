@@ -276,7 +276,9 @@ export class StlinkProgrammer {
   /** Erases sectors, or everything with a permission from `allowMassErase(board, reason)`. */
   async erase(what: EraseTarget, signal?: AbortSignal): Promise<RunResult> {
     const run = await this.run(eraseArgs(what, this.options.board), signal);
-    this.#expect(run, 'all' in what ? 'mass-erase' : 'erase', 'erase');
+    // The mass-erase success line is stable across CLI versions; the sector-erase one is not, so a clean run
+    // (no error line, exit 0, output recognised) is what counts there.
+    if ('all' in what) this.#expect(run, 'mass-erase', 'mass erase');
     return run;
   }
 
@@ -294,8 +296,7 @@ export class StlinkProgrammer {
   }
 
   async reset(kind: 'soft' | 'hard' = 'hard', signal?: AbortSignal): Promise<RunResult> {
-    const run = await this.run(resetArgs(kind), signal);
-    this.#expect(run, 'reset', 'reset');
-    return run;
+    // As for sector erases, the wording of the reset line varies: a clean run is success.
+    return this.run(resetArgs(kind), signal);
   }
 }

@@ -56,6 +56,11 @@ describe('runProgrammer / checkRun on a misbehaving CLI', () => {
     expect(e.exitCode).toBe(3);
   });
 
+  it('a missing stand-in script is E_STLINK_CLI_NOT_FOUND too', async () => {
+    const e = await codeOf(runProgrammer(cliFromPath(path.join(dir, 'gone.js')), ['-l']));
+    expect(e.code).toBe('E_STLINK_CLI_NOT_FOUND');
+  });
+
   it('a CLI without the execute bit is E_STLINK_CLI_NOT_EXECUTABLE', async () => {
     const file = fakeCli('noexec', 'echo hi', 0o644);
     const e = await codeOf(runProgrammer(cliFromPath(file), ['-l']));

@@ -58,6 +58,12 @@ export async function runProgrammer(
   opts: RunOptions = {},
 ): Promise<RunResult> {
   throwIfAborted(opts.signal);
+  // A missing script would otherwise be Node's "Cannot find module" output, not a missing-CLI error.
+  if (cli.viaNode && !existsSync(cli.path)) {
+    throw new StlinkError('E_STLINK_CLI_NOT_FOUND', `${cli.path}: no such file`, {
+      details: { cli: cli.path, args },
+    });
+  }
   const deadlineMs = opts.deadlineMs ?? DEFAULT_CLI_DEADLINE_MS;
   const file = cli.viaNode ? process.execPath : cli.path;
   const argv = cli.viaNode ? [cli.path, ...args] : args;
