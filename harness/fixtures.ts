@@ -185,8 +185,10 @@ export const hilTest = base.extend<{ $test: TestFixtures; $worker: WorkerFixture
   },
 
   swd: async ({ board, onTestFailed }, use) => {
-    const swd = board.fb.stlink();
+    // SWD needs a powered target; a board that is off (or in an unknown state) goes to the bootloader first.
+    if (board.fb.strategy.state === 'off' || board.fb.strategy.state === 'unknown') await board.enterBootloader();
     const outputs: string[] = [];
+    const swd = board.fb.stlink({ onRun: (r) => outputs.push(`$ STM32_Programmer_CLI ${r.args.join(' ')}\n${r.stdout}${r.stderr}`) });
     onTestFailed(async () => {
       if (outputs.length) await allure.attachment('STM32_Programmer_CLI output', outputs.join('\n\n'), 'text/plain');
     });

@@ -3,7 +3,7 @@ import { getPart, type Part } from '../parts/catalogue.ts';
 import { createBoardSwitches } from '../power/switch.ts';
 import { createVirtualBoard, type VirtualBoard } from '../sim/board.ts';
 import { chipStateFile } from '../sim/paths.ts';
-import { StlinkProgrammer } from '../stlink/programmer.ts';
+import { StlinkProgrammer, type StlinkOptions } from '../stlink/programmer.ts';
 import { findDevice, NodeUsbBackend, type UsbBackend, VirtualUsbBackend } from '../usb/discovery.ts';
 import type { UsbDeviceLike } from '../usb/types.ts';
 import { type Clock, realClock } from '../util/clock.ts';
@@ -142,8 +142,9 @@ export class FarmBoard {
   }
 
   /** STM32_Programmer_CLI over SWD for this board (the stand-in for a virtual board). */
-  stlink(): StlinkProgrammer {
+  stlink(extra: Partial<StlinkOptions> = {}): StlinkProgrammer {
     return StlinkProgrammer.forBoard(this.farm, this.config, {
+      ...extra,
       ...(this.farm.deadlines?.cliMs ? { deadlineMs: this.farm.deadlines.cliMs } : {}),
       env: { STM32_HIL_CONFIG: this.farm.file },
     });
