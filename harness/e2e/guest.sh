@@ -16,7 +16,7 @@ cd "$WORK" || exit 70
 
 hil() { "$NODE" "$REPO/bin/stm32-hil.js" --config "$CFG" "$@"; }
 now_ms() { date +%s%3N; }
-note() { echo "[$(date +%T.%3N)] $*"; }
+note() { echo "[$(date +%T.%3N)] $*" >&2; }
 
 # step NAME COMMAND...: runs it with stdout+stderr in NAME.log, records rc and wall time.
 step() {

@@ -1,3 +1,5 @@
+import { createInterface } from 'node:readline';
+import type { VirtualBoard } from '../sim/board.ts';
 import { serveVirtualFarm } from '../usbip/farm.ts';
 import { DEFAULT_USBIP_PORT, isLoopback, parseListen, type UsbipServerEvent } from '../usbip/server.ts';
 import { hex8 } from '../util/hex.ts';
@@ -7,6 +9,37 @@ interface ServeOptions {
   board?: string[];
   listen: string;
   allowRemote?: boolean;
+  stdinCommands?: boolean;
+}
+
+/**
+ * One line of `--stdin-commands`: what a relay or a reset button would do to a served board (scripts use it to
+ * bring a board back into its bootloader after a DFU leave). Returns what happened, for the log.
+ */
+export function boardCommand(line: string, boards: readonly VirtualBoard[]): string {
+  const [verb, id, arg] = line.trim().split(/\s+/);
+  if (!verb) return '';
+  const board = boards.find((b) => b.id === id);
+  if (!board) return `unknown board "${id ?? ''}" (commands: reset ID, power ID on|off, power-cycle ID, boot0 ID high|low)`;
+  switch (verb) {
+    case 'reset':
+      board.reset();
+      return `${board.id}: reset (now ${board.mode})`;
+    case 'power':
+      if (arg !== 'on' && arg !== 'off') return `power ${board.id} needs on or off`;
+      board.setPower(arg === 'on');
+      return `${board.id}: power ${arg} (now ${board.mode})`;
+    case 'power-cycle':
+      board.setPower(false);
+      board.setPower(true);
+      return `${board.id}: power cycled (now ${board.mode})`;
+    case 'boot0':
+      if (arg !== 'high' && arg !== 'low') return `boot0 ${board.id} needs high or low`;
+      board.setBoot0(arg === 'high');
+      return `${board.id}: BOOT0 ${arg} (sampled at the next reset or power-on)`;
+    default:
+      return `unknown command "${verb}" (commands: reset ID, power ID on|off, power-cycle ID, boot0 ID high|low)`;
+  }
 }
 
 function stamp(): string {
@@ -97,7 +130,16 @@ async function serve(ctx: CliContext, opts: ServeOptions): Promise<void> {
       ctx.warn(
         `USB/IP has no authentication: anyone who can reach ${host}:${address.port} can attach these boards and rewrite their flash`,
       );
-    ctx.info(`serving until interrupted (Ctrl-C)`);
+    if (opts.stdinCommands) {
+      // Closing stdin ends the commands, not the server.
+      const rl = createInterface({ input: process.stdin, terminal: false });
+      rl.on('line', (line) => {
+        const said = boardCommand(line, farm.boards.map((b) => b.board));
+        if (said) log(said);
+      });
+      ctx.signal.addEventListener('abort', () => rl.close(), { once: true });
+    }
+    ctx.info('serving until interrupted (Ctrl-C)');
     await new Promise<void>((resolve) => {
       if (ctx.signal.aborted) resolve();
       ctx.signal.addEventListener('abort', () => resolve(), { once: true });
@@ -128,5 +170,6 @@ export const registerSimCommands: RegisterCommands = (program, ctx) => {
     .option('--board <id...>', 'boards to serve (default: every virtual board in boards.yaml)')
     .option('--listen <host:port>', 'address to listen on', `127.0.0.1:${DEFAULT_USBIP_PORT}`)
     .option('--allow-remote', 'allow a non-loopback --listen address (USB/IP has no authentication)')
+    .option('--stdin-commands', 'read board commands from stdin, one per line: reset ID, power ID on|off, power-cycle ID, boot0 ID high|low')
     .action(async (opts: ServeOptions) => serve(ctx, opts));
 };
