@@ -217,9 +217,10 @@ export class BoardStateError extends HilError {
 /** A request on a board that is latched broken: fails at once with the original reason. */
 export class BoardBrokenError extends HilError {
   readonly reason: BrokenReason;
-  constructor(board: string, reason: BrokenReason) {
+  constructor(board: string, reason: BrokenReason, cause?: unknown) {
     super('E_BOARD_BROKEN', `board ${board} is latched broken: ${reason.message}`, {
       kind: reason.kind,
+      ...(cause === undefined ? {} : { cause }),
       details: { board, reason },
       hint: 'the board was skipped; fix the cause, then clear it (a new run starts every board fresh)',
     });
@@ -462,7 +463,7 @@ export class BoardStateMachine {
     };
     this.#broken = reason;
     this.#emit({ type: 'broken', board: this.id, reason });
-    throw new BoardBrokenError(this.id, reason);
+    throw new BoardBrokenError(this.id, reason, e);
   }
 
   #measure(result: TransitionResult, name: string, value: number, unit: Measurement['unit']): void {
