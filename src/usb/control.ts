@@ -100,24 +100,31 @@ function toBytes(v: DataView | undefined): Uint8Array {
   return v ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice() : new Uint8Array(0);
 }
 
+const abortPromises = new WeakMap<AbortSignal, Promise<never>>();
+
+/** One promise per signal that rejects when it aborts (made once: no listener churn per transfer). */
+function aborted(signal: AbortSignal): Promise<never> {
+  let p = abortPromises.get(signal);
+  if (!p) {
+    p = new Promise<never>((_, reject) => {
+      if (signal.aborted) reject(abortReason(signal));
+      else signal.addEventListener('abort', () => reject(abortReason(signal)), { once: true });
+    });
+    // Nobody may be racing it when the signal fires.
+    p.catch(() => {});
+    abortPromises.set(signal, p);
+  }
+  return p;
+}
+
 /** Races `p` against `signal`: an abort rejects at once with the signal's reason. */
 function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (!signal) return p;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortReason(signal));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
+  if (signal.aborted) {
+    p.catch(() => {});
+    return Promise.reject(abortReason(signal));
+  }
+  return Promise.race([p, aborted(signal)]);
 }
 
 /**
@@ -306,16 +313,11 @@ export class UsbAdapter {
     error?: string,
   ): void {
     if (!this.onTransfer) return;
-    this.onTransfer({
-      seq: ++this.#seq,
-      start,
-      end: this.clock.now(),
-      setup,
-      // The caller's buffer, not a copy: the host never reuses a buffer it has sent.
-      ...(dataOut?.length ? { dataOut } : {}),
-      ...(dataIn ? { dataIn } : {}),
-      outcome,
-      ...(error ? { error } : {}),
-    });
+    const r: TransferRecord = { seq: ++this.#seq, start, end: this.clock.now(), setup, outcome };
+    // The caller's buffer, not a copy: the host never reuses a buffer it has sent.
+    if (dataOut?.length) r.dataOut = dataOut;
+    if (dataIn) r.dataIn = dataIn;
+    if (error) r.error = error;
+    this.onTransfer(r);
   }
 }
