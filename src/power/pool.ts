@@ -109,7 +109,7 @@ export class SerialSession {
         if (this.#buf.length === 0) {
           throw new RelayError('E_RELAY_NO_ANSWER', `${opts.what}: no answer within ${opts.deadlineMs} ms`, {
             details: { port: this.link.path, deadlineMs: opts.deadlineMs },
-            hint: 'check the protocol and channel in boards.yaml, and that the relay board is powered',
+            hint: 'check the protocol and channel in boards.yaml and that the relay board is powered; a board that cannot report its state (LCUS-1) needs readBack: false',
           });
         }
         const r = parse(this.#buf, true);
