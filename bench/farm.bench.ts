@@ -1,7 +1,7 @@
 // Nightly run on 1, 8 and 32 virtual boards, side by side in one process: wall time and CPU time of each.
 // Real farms wait on hardware, so wall time must grow far slower than the board count (target: 32 boards in at
 // most 1.5x the wall time of one). The timing model runs on the real clock, scaled down by HIL_BENCH_SCALE
-// (default 5): a wait stays a wait.
+// (default 1, real time): a wait stays a wait.
 //   node_modules/.bin/node bench/farm.bench.ts            all three sizes
 //   HIL_BENCH_BOARDS=1,8 HIL_BENCH_SUITES=flash-verify,bank2-write node_modules/.bin/node bench/farm.bench.ts
 import { spawnSync } from 'node:child_process';
@@ -11,7 +11,7 @@ import path from 'node:path';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const sizes = (process.env.HIL_BENCH_BOARDS ?? '1,8,32').split(',').map(Number);
-const scale = Number(process.env.HIL_BENCH_SCALE ?? 5);
+const scale = Number(process.env.HIL_BENCH_SCALE ?? 1);
 const suites = process.env.HIL_BENCH_SUITES ?? 'flash-verify,bank2-write,sector-stress,power-cycle,bootloader-entry';
 
 /** CPU seconds of this process's waited-for children (/proc/self/stat cutime + cstime, in clock ticks). */
