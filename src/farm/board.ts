@@ -1,6 +1,6 @@
 import { DfuseHost } from '../dfu/host.ts';
 import { getPart, type Part } from '../parts/catalogue.ts';
-import { createBoardSwitches } from '../power/switch.ts';
+import { type BoardPower, openBoardPower } from '../power/board-power.ts';
 import { createVirtualBoard, type VirtualBoard } from '../sim/board.ts';
 import { chipStateFile } from '../sim/paths.ts';
 import { StlinkProgrammer, type StlinkOptions } from '../stlink/programmer.ts';
@@ -9,8 +9,7 @@ import type { UsbDeviceLike } from '../usb/types.ts';
 import { type Clock, realClock } from '../util/clock.ts';
 import {
   type BoardEvent,
-  BoardStateMachine,
-  boardControl,
+  type BoardStateMachine,
   type DfuIdentity,
   type DfuPresence,
   type TransitionResult,
@@ -41,6 +40,8 @@ export class FarmBoard {
   readonly clock: Clock;
   readonly virtual: VirtualBoard | undefined;
   readonly strategy: BoardStateMachine;
+  /** The board's relay lines and state machine (src/power). */
+  readonly power: BoardPower;
   /** Whether this board's DFU device is attached, with bounded waits. */
   readonly presence: DfuPresence;
   readonly #backends: UsbBackend[];
@@ -50,10 +51,13 @@ export class FarmBoard {
     this.farm = farm;
     this.config = config;
     this.part = getPart(config.part);
+    // One clock for the DfuSe host and the strategy: the simulator scales its own timing (timeScale), so the
+    // host must not scale the poll timeouts it is told a second time.
     this.clock = opts.clock ?? realClock;
     this.#warn = opts.warn ?? (() => {});
+    let virtual: VirtualBoard | undefined;
     if (config.virtual) {
-      this.virtual = createVirtualBoard({
+      virtual = createVirtualBoard({
         id: config.id,
         part: config.part,
         chipRevision: config.virtual.chipRevision,
@@ -63,27 +67,25 @@ export class FarmBoard {
         clock: this.clock,
         timeScale: config.virtual.timeScale ?? farm.farm?.timeScale ?? 1,
       });
-      this.#backends = [new VirtualUsbBackend([this.virtual])];
-      this.presence = virtualPresence([this.virtual], this.clock);
-    } else {
-      this.virtual = undefined;
-      this.#backends = [new NodeUsbBackend()];
-      this.presence = usbPresence(this.#backends, this.clock);
     }
-    const vb = this.virtual;
-    const switches = createBoardSwitches(config, {
+    this.virtual = virtual;
+    this.#backends = virtual ? [new VirtualUsbBackend([virtual])] : [new NodeUsbBackend()];
+    this.presence = virtual ? virtualPresence([virtual], this.clock) : usbPresence(this.#backends, this.clock);
+    // A real board without a reset relay gets its extra reset (bootloader 0x90) from the ST-LINK.
+    const stlinkReset =
+      !virtual && config.stlink && !config.reset
+        ? async (signal?: AbortSignal) => {
+            await this.stlink().reset('hard', signal);
+          }
+        : undefined;
+    this.power = openBoardPower(farm, config.id, {
       clock: this.clock,
-      ...(vb ? { virtualBoard: (id: string) => (id === vb.id ? vb : undefined) } : {}),
+      presence: this.presence,
+      ...(virtual ? { virtualBoard: virtual } : {}),
+      ...(stlinkReset ? { reset: stlinkReset } : {}),
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });
-    this.strategy = new BoardStateMachine(
-      boardControl(config, { switches, presence: this.presence, ...(vb ? { virtual: vb } : {}), clock: this.clock }),
-      {
-        clock: this.clock,
-        retries: farm.retries?.transition ?? 2,
-        enumerationMs: farm.deadlines?.enumerationMs ?? 5000,
-        ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
-      },
-    );
+    this.strategy = this.power.machine;
   }
 
   static open(farm: FarmConfig, board: string | BoardConfig, opts: FarmBoardOptions = {}): FarmBoard {
@@ -151,6 +153,7 @@ export class FarmBoard {
   }
 
   close(): void {
+    this.power.close();
     this.virtual?.close();
   }
 }
