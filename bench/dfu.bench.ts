@@ -40,15 +40,20 @@ const board = createVirtualBoard({
   timeScale: 1,
 });
 /**
- * The machine's own timer lateness: `n` one-millisecond waits done the way the host waits (yielding until the
- * clock has advanced), with no USB and no simulator. On a busy machine the OS schedules the process late and
- * every wait ends late; measured side by side with the flash so the host's share can be told apart.
+ * The machine's own timer lateness: `n` one-millisecond waits done the way the host waits, with no USB and no
+ * simulator. On a busy machine the OS schedules the process late and every wait ends late; measured side by
+ * side with the flash so the host's share can be told apart.
  */
 async function baselineLateness(n: number): Promise<number> {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
   let late = 0;
   for (let i = 0; i < n; i++) {
+    // As DfuDevice.sleep waits a 1 ms poll timeout: blocking slices of at most 0.25 ms, yielding in between.
     const target = performance.now() + 1;
-    while (performance.now() < target) await new Promise<void>((resolve) => setImmediate(resolve));
+    for (let left = target - performance.now(); left > 0; left = target - performance.now()) {
+      Atomics.wait(cell, 0, 0, Math.min(left, 0.25));
+      if (performance.now() < target) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
     late += performance.now() - target;
   }
   return late / n;

@@ -25,9 +25,11 @@ import {
 import { type DfuQuirks, quirksFor } from './quirks.ts';
 import type { DfuTrace, TraceEntry } from './trace.ts';
 
-
 /** A cell nobody ever notifies: `Atomics.wait` on it is a precise, CPU-free sleep (see DfuDevice.sleep). */
 const SLEEP_CELL = new Int32Array(new SharedArrayBuffer(4));
+/** Longest the event loop is ever blocked by one slice of that sleep, ms. */
+const SLICE_MS = 0.25;
+
 export interface DfuAlternate {
   alt: number;
   /** The alternate setting's name: for DfuSe, the memory layout string. */
@@ -343,9 +345,10 @@ export class DfuDevice {
    * Waits `ms` on the device's clock within the current operation's deadline — at least `ms`, as DFU 1.1 asks of
    * bwPollTimeout. On a real clock, Node's timers run on the event loop's cached millisecond time and fire up to
    * a millisecond early or a few late, which over 1536 one-millisecond block waits costs seconds or violates the
-   * poll timeout. So the bulk of a wait is a timer and its last couple of milliseconds a blocking `Atomics.wait`,
-   * which is exact to a fraction of a millisecond and, unlike a yielding loop, burns no CPU: a farm runs dozens
-   * of boards on two cores.
+   * poll timeout. So the bulk of a wait is a timer and its last couple of milliseconds are slices of a blocking
+   * `Atomics.wait` (exact to a fraction of a millisecond and, unlike a yielding loop, burning no CPU: a farm runs
+   * dozens of boards on two cores), each slice at most SLICE_MS and followed by a yield, so the other boards
+   * served by the same event loop are never held up for longer than that.
    */
   async sleep(ms: number): Promise<void> {
     if (ms <= 0) return;
@@ -359,9 +362,13 @@ export class DfuDevice {
       // Timer lateness grows with load; the blocking tail (2 ms + 2 %) absorbs it for the long erase waits too.
       const tail = 2 + ms * 0.02;
       if (ms > tail) await this.clock.sleep(ms - tail, signal);
+      // Bounded by the real clock reaching `target`.
+      for (let left = target - this.clock.now(); left > 0; left = target - this.clock.now()) {
+        throwIfAborted(signal);
+        Atomics.wait(SLEEP_CELL, 0, 0, Math.min(left, SLICE_MS));
+        if (this.clock.now() < target) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
       throwIfAborted(signal);
-      const left = target - this.clock.now();
-      if (left > 0) Atomics.wait(SLEEP_CELL, 0, 0, left);
     }
     this.stats.sleptMs += this.clock.now() - t0;
   }
