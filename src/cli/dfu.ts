@@ -9,12 +9,11 @@ import {
   verifyError,
 } from '../dfu/index.ts';
 import { FileError, UsageError } from '../errors.ts';
-import { type FarmConfig, findBoard } from '../farm/config.ts';
-import type { BoardConfig } from '../farm/schema.ts';
+import { FarmBoard } from '../farm/board.ts';
+import { acquireLease } from '../farm/lease.ts';
 import { readImage } from '../image/index.ts';
 import { findPart, type Part } from '../parts/catalogue.ts';
-import { createVirtualBoard, type VirtualBoard } from '../sim/board.ts';
-import { chipStateFile, virtualPortPath } from '../sim/paths.ts';
+import { virtualPortPath } from '../sim/paths.ts';
 import {
   describeEntry,
   duplicateSerials,
@@ -27,9 +26,6 @@ import {
   ST_DFU_VID,
   type UsbDeviceEntry,
   UsbError,
-  type UsbSelector,
-  VirtualUsbBackend,
-  waitForDevice,
 } from '../usb/index.ts';
 import { realClock } from '../util/clock.ts';
 import { hex32, parseNumber } from '../util/hex.ts';
@@ -45,7 +41,7 @@ interface TargetOptions {
 interface Target {
   host: DfuseHost;
   label: string;
-  board?: VirtualBoard;
+  board?: FarmBoard;
   /** usbmon bus/address for the pcapng trace. */
   bus: number;
   /** boards.yaml deadlines.operationMs, when set. */
@@ -71,82 +67,34 @@ function parseLength(text: string): number {
   return n * (unit.startsWith('k') ? 1024 : unit.startsWith('m') ? 1024 * 1024 : 1);
 }
 
-function selectorForBoard(b: BoardConfig): UsbSelector {
-  const u = b.usb ?? {};
-  const vid = u.vid ?? ST_DFU_VID;
-  const pid = u.pid ?? ST_DFU_PID;
-  return {
-    vendorId: vid,
-    productId: pid,
-    ...(u.path ? { portPath: u.path } : {}),
-    ...(u.serial ? { serial: u.serial } : {}),
-    text: `${hex4(vid)}:${hex4(pid)}${u.path ? `@${u.path}` : u.serial ? `:${u.serial}` : ''} (board ${b.id})`,
-  };
-}
-
 function altOption(text: string | undefined): number | string | undefined {
   if (text === undefined) return undefined;
   return /^\d+$/.test(text) ? Number(text) : text;
-}
-
-/** Starts a virtual board's ROM bootloader: BOOT0 high, power on (0x90 needs one more reset), enumerated. */
-async function startVirtual(config: FarmConfig, b: BoardConfig, ctx: CliContext): Promise<VirtualBoard> {
-  const v = b.virtual!;
-  const board = createVirtualBoard({
-    id: b.id,
-    part: b.part,
-    chipRevision: v.chipRevision,
-    bootloader: v.bootloader,
-    stateFile: chipStateFile(config, b),
-    ...(v.faults ? { faults: v.faults } : {}),
-    clock: realClock,
-    timeScale: v.timeScale ?? config.farm?.timeScale ?? 1,
-  });
-  try {
-    board.setBoot0(true);
-    if (board.mode === 'off') board.setPower(true);
-    else if (board.mode === 'application') board.reset();
-    // AN2606, bootloader 0x90: after power-on the ROM answers only after an additional reset.
-    if (board.mode === 'silent') board.reset();
-    await waitForDevice(
-      [new VirtualUsbBackend([board])],
-      { portPath: board.portPath, text: `virtual board ${b.id}` },
-      {
-        timeoutMs: config.deadlines?.enumerationMs ?? 10_000,
-        clock: board.clock,
-        signal: ctx.signal,
-      },
-    );
-    return board;
-  } catch (e) {
-    board.close();
-    throw e;
-  }
 }
 
 async function openTarget(ctx: CliContext, o: TargetOptions, trace: boolean): Promise<Target> {
   if (!!o.board === !!o.usb)
     throw new UsageError('name the device with exactly one of --board ID or --usb VID:PID[:SERIAL|@PATH]');
   let entry: UsbDeviceEntry;
-  let board: VirtualBoard | undefined;
+  let board: FarmBoard | undefined;
+  let release: (() => void) | undefined;
   let label: string;
   let part: Part | undefined;
   const config = o.board ? ctx.config() : undefined;
   const transferTimeoutMs = config?.deadlines?.transferMs;
   if (o.board) {
-    const b = findBoard(config!, o.board);
-    part = findPart(b.part);
-    if (b.virtual) {
-      board = await startVirtual(config!, b, ctx);
-      entry = await findDevice([new VirtualUsbBackend([board])], {
-        portPath: virtualPortPath(b.id),
-        text: `virtual board ${b.id}`,
-      });
-      label = `board ${b.id} (${virtualPortPath(b.id)})`;
-    } else {
-      entry = await findDevice([new NodeUsbBackend()], selectorForBoard(b), { warn: ctx.warn });
-      label = `board ${b.id} (${describeEntry(entry)})`;
+    // The board is leased for the command (no nightly run drives it meanwhile) and brought to its bootloader.
+    board = FarmBoard.open(config!, o.board, { warn: ctx.warn });
+    try {
+      release = acquireLease(config!.stateDir, board.id, { owner: 'stm32-hil dfu' }).release;
+      entry = await board.ensureBootloader(ctx.signal);
+    } catch (e) {
+      release?.();
+      board.close();
+      throw e;
     }
+    part = board.part;
+    label = `board ${board.id} (${describeEntry(entry)})`;
   } else {
     entry = await findDevice([new NodeUsbBackend()], parseUsbSelector(o.usb!), { warn: ctx.warn });
     label = describeEntry(entry);
@@ -172,10 +120,12 @@ async function openTarget(ctx: CliContext, o: TargetOptions, trace: boolean): Pr
       async close() {
         await host.close();
         board?.close();
+        release?.();
       },
     };
   } catch (e) {
     board?.close();
+    release?.();
     throw e;
   }
 }

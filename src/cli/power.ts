@@ -5,6 +5,7 @@ import { type BoardPower, openBoardPower } from '../power/board-power.ts';
 import { listSerialPorts, type SerialPortInfo } from '../power/list.ts';
 import { sharedPortPool } from '../power/pool.ts';
 import { describeRelay, type PowerSwitch, type SwitchState } from '../power/switch.ts';
+import { withLease } from './board.ts';
 import type { CliContext, RegisterCommands } from './context.ts';
 
 /** `power on|off|cycle|status`, `boot bootloader|application`, `serial list`. */
@@ -22,13 +23,15 @@ async function withBoard<T>(
   fn: (p: BoardPower) => Promise<T>,
   onEvent?: (e: BoardEvent) => void,
 ): Promise<T> {
-  const power = openBoardPower(ctx.config(), boardId, onEvent ? { onEvent } : {});
-  try {
-    return await fn(power);
-  } finally {
-    power.close();
-    await sharedPortPool().closeAll();
-  }
+  return withLease(ctx, boardId, 'power', async () => {
+    const power = openBoardPower(ctx.config(), boardId, onEvent ? { onEvent } : {});
+    try {
+      return await fn(power);
+    } finally {
+      power.close();
+      await sharedPortPool().closeAll();
+    }
+  });
 }
 
 function powerSwitch(p: BoardPower): PowerSwitch {

@@ -1,14 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { FileError, HilError, sysCode, UsageError } from '../errors.ts';
+import { dfuReaderForBoard } from '../farm/board.ts';
 import { findBoard } from '../farm/config.ts';
 import { readImage } from '../image/index.ts';
 import { getPart } from '../parts/catalogue.ts';
 import { crossCheckImage } from '../stlink/crosscheck.ts';
-import { dfuReaderForBoard } from '../stlink/dfu-side.ts';
 import { describeIdentity, identifyBoard } from '../stlink/identify.ts';
 import { StlinkProgrammer } from '../stlink/programmer.ts';
 import { describeTriage, triageLog } from '../triage/triage.ts';
 import { hex32, parseNumber } from '../util/hex.ts';
+import { withLease } from './board.ts';
 import type { RegisterCommands } from './context.ts';
 
 function parseBase(text: string | undefined): number | undefined {
@@ -45,14 +46,16 @@ export const registerStlinkCommands: RegisterCommands = (program, ctx) => {
       const image = readImage(file, base === undefined ? {} : { base });
       if (!o.dfu && !o.swd) throw new UsageError('--no-dfu and --no-swd leave nothing to compare');
       const prog = o.swd ? StlinkProgrammer.forBoard(config, board) : undefined;
-      const report = await crossCheckImage(
-        image,
-        part,
-        {
-          dfu: o.dfu ? dfuReaderForBoard(config, board, { warn: ctx.warn }) : undefined,
-          swd: prog ? (ranges, signal) => prog.readRanges(ranges, signal) : undefined,
-        },
-        ctx.signal,
+      const report = await withLease(ctx, board.id, 'crosscheck', () =>
+        crossCheckImage(
+          image,
+          part,
+          {
+            dfu: o.dfu ? dfuReaderForBoard(config, board, { warn: ctx.warn }) : undefined,
+            swd: prog ? (ranges, signal) => prog.readRanges(ranges, signal) : undefined,
+          },
+          ctx.signal,
+        ),
       );
       const human = () => {
         const lines = [`${file} on board ${board.id}: ${report.message}`];
@@ -98,7 +101,9 @@ export const registerStlinkCommands: RegisterCommands = (program, ctx) => {
     .action(async (o: { board: string; strict?: boolean }) => {
       const config = ctx.config();
       const board = findBoard(config, o.board);
-      const r = await identifyBoard(board, StlinkProgrammer.forBoard(config, board), ctx.signal);
+      const r = await withLease(ctx, board.id, 'board identify', () =>
+        identifyBoard(board, StlinkProgrammer.forBoard(config, board), ctx.signal),
+      );
       ctx.result(r, () => describeIdentity(r));
       for (const m of r.mismatches) ctx.warn(`board ${board.id}: ${m.message}`);
       for (const n of r.notes) ctx.warn(`board ${board.id}: ${n}`);

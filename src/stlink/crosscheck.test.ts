@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { dfuReaderForBoard } from '../farm/board.ts';
 import { findBoard } from '../farm/config.ts';
 import { FirmwareImage } from '../image/model.ts';
 import { getPart } from '../parts/catalogue.ts';
 import { VirtualChip } from '../sim/chip.ts';
 import { chipStateFile } from '../sim/paths.ts';
 import { compareThreeWays, crossCheckImage, flashRangesOf, type MemoryReader } from './crosscheck.ts';
-import { dfuReaderForBoard } from './dfu-side.ts';
 import { makeTestFarm } from './fixtures/farm.ts';
 import { StlinkProgrammer } from './programmer.ts';
 

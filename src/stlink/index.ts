@@ -28,7 +28,6 @@ export {
   type Source,
   type Verdict,
 } from './crosscheck.ts';
-export { dfuReaderForBoard } from './dfu-side.ts';
 export { STLINK_ERROR_KINDS, StlinkError, type StlinkErrorCode } from './errors.ts';
 export {
   type BoardIdentity,

@@ -1,8 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { dfuReaderForBoard } from '../farm/board.ts';
 import { findBoard } from '../farm/config.ts';
-import { dfuReaderForBoard } from './dfu-side.ts';
 import { StlinkError } from './errors.ts';
 import { makeTestFarm } from './fixtures/farm.ts';
 import { locateProgrammerCli } from './locate.ts';
