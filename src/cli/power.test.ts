@@ -4,9 +4,16 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hexBytes } from '../power/errors.ts';
-import { type PtyRelay, servePtyRelay } from '../power/sim/pty.ts';
+import { type PtyRelay, ptyUnavailable, servePtyRelay } from '../power/sim/pty.ts';
 import { type RelayBoardFaults, VirtualRelayBoard } from '../power/sim/relay-board.ts';
 import { main } from './main.ts';
+
+/** Tests on real pseudo-terminals (socat): skipped, with the reason, where socat is missing outside CI. */
+const describePty = (title: string, fn: () => void) =>
+  describe.skipIf(ptyUnavailable !== undefined)(
+    ptyUnavailable ? `${title} [skipped: ${ptyUnavailable}]` : title,
+    fn,
+  );
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -64,7 +71,7 @@ const realBoard = (port: string, channel = 1) => `  - id: r
     boot0: { port: ${port}, protocol: lcus, channel: 2, channels: 2 }
 `;
 
-describe('stm32-hil power / boot / serial', () => {
+describePty('stm32-hil power / boot / serial', () => {
   it('boots a virtual 0x90 board into its bootloader and out again, the state living on in the chip file', async () => {
     const config = farm(VIRTUAL);
     const boot = await cli(config, 'boot', 'bootloader', '--board', 'v90');

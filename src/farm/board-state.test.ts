@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PortPool } from '../power/pool.ts';
-import { type PtyRelay, servePtyRelay } from '../power/sim/pty.ts';
+import { type PtyRelay, ptyUnavailable, servePtyRelay } from '../power/sim/pty.ts';
 import { VirtualRelayBoard } from '../power/sim/relay-board.ts';
 import { createBoardSwitches } from '../power/switch.ts';
 import { createVirtualBoard, type VirtualBoard } from '../sim/board.ts';
@@ -20,6 +20,13 @@ import {
   virtualPresence,
 } from './board-state.ts';
 import type { BoardConfig, FaultsConfig, RelayConfig } from './schema.ts';
+
+/** Tests on real pseudo-terminals (socat): skipped, with the reason, where socat is missing outside CI. */
+const describePty = (title: string, fn: () => void) =>
+  describe.skipIf(ptyUnavailable !== undefined)(
+    ptyUnavailable ? `${title} [skipped: ${ptyUnavailable}]` : title,
+    fn,
+  );
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -278,7 +285,7 @@ describe('board state machine on virtual boards', () => {
   });
 });
 
-describe('board state machine through relay boards on pseudo-terminals', () => {
+describePty('board state machine through relay boards on pseudo-terminals', () => {
   async function relayBoard(channels = 4): Promise<PtyRelay> {
     const r = await servePtyRelay(new VirtualRelayBoard({ protocol: 'lcus-ascii', channels }));
     cleanups.push(() => r.close());

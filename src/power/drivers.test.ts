@@ -7,13 +7,20 @@ import type { RelayDriver } from './driver.ts';
 import { lcusFrame } from './drivers/lcus.ts';
 import { hexBytes } from './errors.ts';
 import { PortPool } from './pool.ts';
-import { type PtyRelay, servePtyRelay } from './sim/pty.ts';
+import { type PtyRelay, ptyUnavailable, servePtyRelay } from './sim/pty.ts';
 import {
   type RelayBoardFaults,
   VirtualRelayBoard,
   type VirtualRelayBoardOptions,
 } from './sim/relay-board.ts';
 import { createRelayDriver, RelaySwitch } from './switch.ts';
+
+/** Tests on real pseudo-terminals (socat): skipped, with the reason, where socat is missing outside CI. */
+const describePty = (title: string, fn: () => void) =>
+  describe.skipIf(ptyUnavailable !== undefined)(
+    ptyUnavailable ? `${title} [skipped: ${ptyUnavailable}]` : title,
+    fn,
+  );
 
 /*
  * Every driver against a simulated relay board behind a real pseudo-terminal (socat), through serialport's
@@ -84,7 +91,7 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
   return 'no error';
 }
 
-describe('LCUS-1/2/4/8 driver (A0 ch op sum, status FF)', () => {
+describePty('LCUS-1/2/4/8 driver (A0 ch op sum, status FF)', () => {
   it('sends the vendor frames byte for byte and reads the ASCII status back', async () => {
     const s = await setup(
       { protocol: 'lcus-ascii', channels: 2 },
@@ -144,7 +151,7 @@ describe('LCUS-1/2/4/8 driver (A0 ch op sum, status FF)', () => {
   });
 });
 
-describe('Numato Lab driver (ASCII + CR, echo, > prompt)', () => {
+describePty('Numato Lab driver (ASCII + CR, echo, > prompt)', () => {
   it('switches and reads relays 0-9 and 10-31 written as letters', async () => {
     const s = await setup({ protocol: 'numato', channels: 32 }, { protocol: 'numato', channel: 0 });
     await s.sw.on();
@@ -163,7 +170,7 @@ describe('Numato Lab driver (ASCII + CR, echo, > prompt)', () => {
   });
 });
 
-describe('KMTronic driver (FF ch 01/00, status FF 09 00 or FF ch 03)', () => {
+describePty('KMTronic driver (FF ch 01/00, status FF 09 00 or FF ch 03)', () => {
   it('uses FF 09 00 (one byte per relay) on a four or eight relay board', async () => {
     const s = await setup(
       { protocol: 'kmtronic', channels: 8 },
@@ -197,7 +204,7 @@ describe('KMTronic driver (FF ch 01/00, status FF 09 00 or FF ch 03)', () => {
   });
 });
 
-describe('generic driver (commands from boards.yaml)', () => {
+describePty('generic driver (commands from boards.yaml)', () => {
   it('sends text commands with the channel and matches the status reply', async () => {
     const generic = {
       on: 'ON {ch}\r\n',
@@ -247,7 +254,7 @@ describe('generic driver (commands from boards.yaml)', () => {
   });
 });
 
-describe('relay boards that misbehave', () => {
+describePty('relay boards that misbehave', () => {
   const textGeneric = {
     on: 'ON {ch}\r\n',
     off: 'OFF {ch}\r\n',

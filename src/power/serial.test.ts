@@ -15,9 +15,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { acquirePortLock, lockFileFor } from './lock.ts';
 import { PortPool } from './pool.ts';
 import { nodeSerialBinding, type SerialBinding } from './serial.ts';
-import { type PtyRelay, servePtyRelay } from './sim/pty.ts';
+import { type PtyRelay, ptyUnavailable, servePtyRelay } from './sim/pty.ts';
 import { VirtualRelayBoard } from './sim/relay-board.ts';
 import { createRelayDriver, RelaySwitch } from './switch.ts';
+
+/** Tests on real pseudo-terminals (socat): skipped, with the reason, where socat is missing outside CI. */
+const describePty = (title: string, fn: () => void) =>
+  describe.skipIf(ptyUnavailable !== undefined)(
+    ptyUnavailable ? `${title} [skipped: ${ptyUnavailable}]` : title,
+    fn,
+  );
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -81,7 +88,7 @@ function output(c: ChildProcess): Promise<{ stdout: string; stderr: string; code
   return new Promise((resolve) => c.on('close', (code) => resolve({ stdout, stderr, code })));
 }
 
-describe('opening serial ports', () => {
+describePty('opening serial ports', () => {
   it('names a port that does not exist (E_SERIAL_NOT_FOUND, an infrastructure error)', async () => {
     const e = await failure(lcusSwitch('/dev/ttyUSB-stm32-hil-missing', 1, pool()).on());
     expect(e.code).toBe('E_SERIAL_NOT_FOUND');
@@ -131,7 +138,7 @@ describe('opening serial ports', () => {
   });
 });
 
-describe('sharing relay boards', () => {
+describePty('sharing relay boards', () => {
   it('opens one port once per process and serialises the boards that share it, also through a symlink', async () => {
     const relay = await lcusRelay(4);
     let opens = 0;
@@ -250,7 +257,7 @@ describe('port lock files', () => {
   });
 });
 
-describe('a relay board that goes away', () => {
+describePty('a relay board that goes away', () => {
   it('fails an exchange in progress at once when the port vanishes, then reports the port missing', async () => {
     const relay = await lcusRelay();
     const p = pool({ idleCloseMs: 10_000 });

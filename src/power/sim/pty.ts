@@ -49,6 +49,13 @@ function waitExit(child: ChildProcess, ms: number): Promise<void> {
   });
 }
 
+/**
+ * Why tests on pseudo-terminals cannot run on this machine, or undefined when they can. Outside CI a missing
+ * socat skips them with this reason; in CI (CI=true, where .ci/run installs socat) they always run.
+ */
+export const ptyUnavailable: string | undefined =
+  !process.env.CI && !onPath('socat') ? 'needs socat for pseudo-terminals: apt-get install socat' : undefined;
+
 export async function openPtyPair(opts: PtyOptions = {}): Promise<PtyPair> {
   if (!onPath('socat')) throw new PtyError('E_TOOL_SOCAT', 'socat is not installed', 'apt-get install socat');
   const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'stm32-hil-pty-'));
