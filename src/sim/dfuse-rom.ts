@@ -22,59 +22,11 @@ import type { ControlResult } from './types.ts';
  * enforces the busy time on the clock instead. The sequence of states a host sees is the same.
  */
 
-/** USB DFU 1.1 section 3 (table 3.2): class-specific requests. */
-export const DFU_REQUEST = {
-  DETACH: 0x00,
-  DNLOAD: 0x01,
-  UPLOAD: 0x02,
-  GETSTATUS: 0x03,
-  CLRSTATUS: 0x04,
-  GETSTATE: 0x05,
-  ABORT: 0x06,
-} as const;
+// The protocol's numbers (USB DFU 1.1 tables 3.2 and 6.1.2, AN3156 commands) are the host's and the device's
+// alike: one definition, in src/dfu/protocol.ts.
+import { DFU_REQUEST, DFU_STATE, DFU_STATUS, DFUSE_COMMAND, stateName } from '../dfu/protocol.ts';
 
-/** USB DFU 1.1 section 6.1.2: bState values. */
-export const DFU_STATE = {
-  appIDLE: 0,
-  appDETACH: 1,
-  dfuIDLE: 2,
-  dfuDNLOAD_SYNC: 3,
-  dfuDNBUSY: 4,
-  dfuDNLOAD_IDLE: 5,
-  dfuMANIFEST_SYNC: 6,
-  dfuMANIFEST: 7,
-  dfuMANIFEST_WAIT_RESET: 8,
-  dfuUPLOAD_IDLE: 9,
-  dfuERROR: 10,
-} as const;
-
-/** USB DFU 1.1 section 6.1.2: bStatus values. */
-export const DFU_STATUS = {
-  OK: 0x00,
-  errTARGET: 0x01,
-  errFILE: 0x02,
-  errWRITE: 0x03,
-  errERASE: 0x04,
-  errCHECK_ERASED: 0x05,
-  errPROG: 0x06,
-  errVERIFY: 0x07,
-  errADDRESS: 0x08,
-  errNOTDONE: 0x09,
-  errFIRMWARE: 0x0a,
-  errVENDOR: 0x0b,
-  errUSBR: 0x0c,
-  errPOR: 0x0d,
-  errUNKNOWN: 0x0e,
-  errSTALLEDPKT: 0x0f,
-} as const;
-
-/** AN3156 section 6.1 (Get Commands): the DfuSe commands of protocol V2.x. */
-export const DFUSE_COMMAND = {
-  GET_COMMANDS: 0x00,
-  SET_ADDRESS_POINTER: 0x21,
-  ERASE: 0x41,
-  READ_UNPROTECT: 0x92,
-} as const;
+export { DFU_REQUEST, DFU_STATE, DFU_STATUS, DFUSE_COMMAND };
 
 /** What the board must do after the reply has been sent. */
 export type RomEffect =
@@ -122,12 +74,6 @@ export interface DfuseRomDeps {
   timing: TimingModel;
   faults: FaultInjector;
   clock: Clock;
-}
-
-const STATE_NAMES = Object.fromEntries(Object.entries(DFU_STATE).map(([k, v]) => [v, k.replace(/_/g, '-')]));
-
-export function dfuStateName(state: number): string {
-  return STATE_NAMES[state] ?? `state ${state}`;
 }
 
 export class DfuseRom {
@@ -228,7 +174,7 @@ export class DfuseRom {
 
   #dnload(setup: SetupPacket, data: Uint8Array): RomReply {
     const idle = this.#state === DFU_STATE.dfuIDLE || this.#state === DFU_STATE.dfuDNLOAD_IDLE;
-    if (!idle) return this.#stallRequest(`DNLOAD in ${dfuStateName(this.#state)}`);
+    if (!idle) return this.#stallRequest(`DNLOAD in ${stateName(this.#state)}`);
     if (setup.wLength === 0) {
       // Leave (AN3156 section 6.2): a zero-length DNLOAD starts manifestation.
       this.#state = DFU_STATE.dfuMANIFEST_SYNC;
@@ -323,7 +269,7 @@ export class DfuseRom {
       this.#status = DFU_STATUS.OK;
     } else {
       // ST middleware (and the CubeProgrammer rev V trace): CLRSTATUS outside dfuERROR -> dfuERROR/errUNKNOWN.
-      this.#enterError(DFU_STATUS.errUNKNOWN, `CLRSTATUS in ${dfuStateName(this.#state)}`);
+      this.#enterError(DFU_STATUS.errUNKNOWN, `CLRSTATUS in ${stateName(this.#state)}`);
     }
     return { result: { status: 'ok', bytesWritten: 0 } };
   }
@@ -357,7 +303,7 @@ export class DfuseRom {
 
   #upload(setup: SetupPacket): RomReply {
     if (this.#state !== DFU_STATE.dfuIDLE && this.#state !== DFU_STATE.dfuUPLOAD_IDLE) {
-      return this.#stallRequest(`UPLOAD in ${dfuStateName(this.#state)}`);
+      return this.#stallRequest(`UPLOAD in ${stateName(this.#state)}`);
     }
     if (setup.wLength === 0) {
       this.#state = DFU_STATE.dfuIDLE;
