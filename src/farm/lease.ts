@@ -1,7 +1,17 @@
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { HilError, sysCode } from '../errors.ts';
+import { processAlive } from '../util/process.ts';
 
 /**
  * A board lease: no two runs (two processes, two users on a shared host) drive one board at once. The lease
@@ -28,15 +38,6 @@ export interface LeaseInfo {
 export interface Lease {
   readonly info: LeaseInfo;
   release(): void;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return sysCode(e) === 'EPERM';
-  }
 }
 
 function readLease(file: string): LeaseInfo | undefined {
@@ -69,7 +70,14 @@ export function acquireLease(
   const file = leaseFile(stateDir, board);
   mkdirSync(path.dirname(file), { recursive: true });
   for (let attempt = 0; attempt < 3; attempt++) {
-    const info: LeaseInfo = { board, pid: process.pid, host: hostname(), owner: opts.owner, acquiredAt: now(), expiresAt: now() + ttl };
+    const info: LeaseInfo = {
+      board,
+      pid: process.pid,
+      host: hostname(),
+      owner: opts.owner,
+      acquiredAt: now(),
+      expiresAt: now() + ttl,
+    };
     try {
       const fd = openSync(file, 'wx');
       writeSync(fd, JSON.stringify(info));
@@ -77,7 +85,11 @@ export function acquireLease(
       return startRenewal(file, info, ttl, now);
     } catch (e) {
       if (sysCode(e) !== 'EEXIST') {
-        throw new LeaseError('E_LEASE_IO', `cannot create the lease for board "${board}" at ${file}: ${(e as Error).message}`, { file });
+        throw new LeaseError(
+          'E_LEASE_IO',
+          `cannot create the lease for board "${board}" at ${file}: ${(e as Error).message}`,
+          { file },
+        );
       }
     }
     const holder = readLease(file);
@@ -96,7 +108,11 @@ export function acquireLease(
       // Someone else cleaned it up first; try again.
     }
   }
-  throw new LeaseError('E_BOARD_LEASED', `board "${board}": could not take the lease (another run keeps taking it)`, { board });
+  throw new LeaseError(
+    'E_BOARD_LEASED',
+    `board "${board}": could not take the lease (another run keeps taking it)`,
+    { board },
+  );
 }
 
 function startRenewal(file: string, info: LeaseInfo, ttl: number, now: () => number): Lease {
@@ -121,7 +137,8 @@ function startRenewal(file: string, info: LeaseInfo, ttl: number, now: () => num
       released = true;
       clearInterval(timer);
       const current = readLease(file);
-      if (current && current.pid === info.pid && current.acquiredAt === info.acquiredAt) rmSync(file, { force: true });
+      if (current && current.pid === info.pid && current.acquiredAt === info.acquiredAt)
+        rmSync(file, { force: true });
     },
   };
 }

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { sysCode } from '../errors.ts';
 import { throwIfAborted } from '../util/abort.ts';
 import { type Clock, realClock } from '../util/clock.ts';
+import { processAlive } from '../util/process.ts';
 import { SerialError } from './errors.ts';
 
 /**
@@ -59,15 +60,6 @@ export function defaultLockDir(env: NodeJS.ProcessEnv = process.env): string {
 
 export function lockFileFor(dir: string, port: string): string {
   return path.join(dir, `${port.replace(/^\/+/, '').replace(/[^A-Za-z0-9._-]/g, '_')}.lock`);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return sysCode(e) === 'EPERM';
-  }
 }
 
 function readLock(file: string): { info: PortLockInfo; mtimeMs: number } | undefined {
