@@ -1,12 +1,13 @@
 import * as allure from 'allure-js-commons';
-import { inject, type RunnerTestCase, test as base } from 'vitest';
+import { test as base, inject, type RunnerTestCase } from 'vitest';
+import type { DfuProgress } from '../src/dfu/dfuse.ts';
 import type { DfuseHost } from '../src/dfu/host.ts';
-import { mismatchLine, type VerifyReport } from '../src/dfu/verify.ts';
 import { traceToPcapng } from '../src/dfu/pcapng.ts';
+import { mismatchLine, type VerifyReport } from '../src/dfu/verify.ts';
 import { isHilError } from '../src/errors.ts';
 import { FarmBoard } from '../src/farm/board.ts';
 import type { TransitionResult } from '../src/farm/board-state.ts';
-import { loadConfig, type FarmConfig } from '../src/farm/config.ts';
+import { type FarmConfig, loadConfig } from '../src/farm/config.ts';
 import type { BoardConfig } from '../src/farm/schema.ts';
 import { type FlashSector, flashSectors, type Part } from '../src/parts/catalogue.ts';
 import type { StlinkProgrammer } from '../src/stlink/programmer.ts';
@@ -55,6 +56,31 @@ export class HilBoard {
   /** A named step in the Allure report. */
   step<T>(name: string, fn: () => Promise<T>): Promise<T> {
     return Promise.resolve(allure.step(name, fn));
+  }
+
+  /**
+   * A progress listener for DfuseHost operations: each phase (erase, program, verify) becomes an Allure step with
+   * its size and duration, and a measurement named after the operation (`<name>_erase_ms`, `<name>_program_ms`,
+   * ...): a timing series compares like with like, so each flash of a different shape has its own name.
+   */
+  phases(name: string): { onProgress: (e: DfuProgress) => void } {
+    let current: { phase: DfuProgress['phase']; start: number; total: number } | undefined;
+    const close = () => {
+      if (!current) return;
+      const ms = this.fb.clock.now() - current.start;
+      this.measure(`${name}_${current.phase}_ms`, ms, 'ms');
+      void allure.logStep(`${current.phase} ${current.total} bytes (${Math.round(ms)} ms)`);
+      current = undefined;
+    };
+    return {
+      onProgress: (e) => {
+        if (current?.phase !== e.phase) {
+          close();
+          current = { phase: e.phase, start: this.fb.clock.now(), total: e.total };
+        }
+        if (e.done >= e.total) close();
+      },
+    };
   }
 
   #recordTransition(r: TransitionResult): { enumerationMs: number; extraReset: boolean } {
@@ -175,7 +201,12 @@ export const hilTest = base.extend<{ $test: TestFixtures; $worker: WorkerFixture
       host = await board.openDfu();
     }
     onTestFailed(async () => {
-      if (host.trace) await allure.attachment('usb-trace.pcapng', Buffer.from(traceToPcapng(host.trace)), 'application/vnd.tcpdump.pcap');
+      if (host.trace)
+        await allure.attachment(
+          'usb-trace.pcapng',
+          Buffer.from(traceToPcapng(host.trace)),
+          'application/vnd.tcpdump.pcap',
+        );
     });
     try {
       await use(host);
@@ -186,11 +217,15 @@ export const hilTest = base.extend<{ $test: TestFixtures; $worker: WorkerFixture
 
   swd: async ({ board, onTestFailed }, use) => {
     // SWD needs a powered target; a board that is off (or in an unknown state) goes to the bootloader first.
-    if (board.fb.strategy.state === 'off' || board.fb.strategy.state === 'unknown') await board.enterBootloader();
+    if (board.fb.strategy.state === 'off' || board.fb.strategy.state === 'unknown')
+      await board.enterBootloader();
     const outputs: string[] = [];
-    const swd = board.fb.stlink({ onRun: (r) => outputs.push(`$ STM32_Programmer_CLI ${r.args.join(' ')}\n${r.stdout}${r.stderr}`) });
+    const swd = board.fb.stlink({
+      onRun: (r) => outputs.push(`$ STM32_Programmer_CLI ${r.args.join(' ')}\n${r.stdout}${r.stderr}`),
+    });
     onTestFailed(async () => {
-      if (outputs.length) await allure.attachment('STM32_Programmer_CLI output', outputs.join('\n\n'), 'text/plain');
+      if (outputs.length)
+        await allure.attachment('STM32_Programmer_CLI output', outputs.join('\n\n'), 'text/plain');
     });
     await use(swd);
   },

@@ -5,7 +5,8 @@ import { defineSuite } from '../harness/suite.ts';
 
 export default defineSuite({
   name: 'bootloader-entry',
-  guards: '"leave" that does not start the application, and dfu-util\'s false failure after leave (AN2606 H74x 0x90 jump issue)',
+  guards:
+    '"leave" that does not start the application, and dfu-util\'s false failure after leave (AN2606 H74x 0x90 jump issue)',
   tags: ['nightly'],
   appliesTo: (board) => (board.boot0 ? true : 'the board has no BOOT0 relay in boards.yaml'),
   define() {
@@ -24,7 +25,10 @@ export default defineSuite({
       // The bootloader must be gone and stay gone: the application runs.
       await board.waitVanished();
       await board.settle();
-      expect(await board.usbPresent(), 'the DFU device came back after leave: the application did not start').toBe(false);
+      expect(
+        await board.usbPresent(),
+        'the DFU device came back after leave: the application did not start',
+      ).toBe(false);
       expect(board.mode()).toBe('application');
     });
 

@@ -2,7 +2,7 @@ import { expect } from 'vitest';
 import { hilTest as test } from '../harness/fixtures.ts';
 import { syntheticImage } from '../harness/images.ts';
 import { defineSuite } from '../harness/suite.ts';
-import { hex32, hex8 } from '../src/util/hex.ts';
+import { hex8, hex32 } from '../src/util/hex.ts';
 
 export default defineSuite({
   name: 'crosscheck',
@@ -20,7 +20,8 @@ export default defineSuite({
       const firstDiff = (a: Uint8Array, b: Uint8Array) => a.findIndex((x, i) => x !== b[i]);
       const dfuVsChip = firstDiff(viaDfu, viaSwd);
       const imageVsChip = firstDiff(seg.data, viaSwd);
-      const where = (i: number, a: Uint8Array, b: Uint8Array) => `${hex32(seg.address + i)} (${hex8(a[i]!)} vs ${hex8(b[i]!)})`;
+      const where = (i: number, a: Uint8Array, b: Uint8Array) =>
+        `${hex32(seg.address + i)} (${hex8(a[i]!)} vs ${hex8(b[i]!)})`;
       board.detail({
         dfuVsSwd: dfuVsChip < 0 ? 'agree' : where(dfuVsChip, viaDfu, viaSwd),
         imageVsSwd: imageVsChip < 0 ? 'agree' : where(imageVsChip, seg.data, viaSwd),
@@ -28,14 +29,17 @@ export default defineSuite({
       expect(dfuVsChip, 'DFU readback differs from the chip as SWD reads it').toBe(-1);
       expect(
         imageVsChip,
-        imageVsChip < 0 ? '' : `flash holds the wrong bytes: first difference at ${where(imageVsChip, seg.data, viaSwd)} (image vs chip)`,
+        imageVsChip < 0
+          ? ''
+          : `flash holds the wrong bytes: first difference at ${where(imageVsChip, seg.data, viaSwd)} (image vs chip)`,
       ).toBe(-1);
     });
 
     test('SWD identifies the chip boards.yaml says it is', async ({ board, swd }) => {
       const id = await swd.identify();
       expect(id.target.deviceId).toBe(board.part.deviceId);
-      if (board.config.expect?.chipRevision) expect(id.target.revision).toBe(board.config.expect.chipRevision);
+      if (board.config.expect?.chipRevision)
+        expect(id.target.revision).toBe(board.config.expect.chipRevision);
       if (board.config.expect?.bootloader !== undefined && id.target.bootloaderVersion !== undefined) {
         expect(hex8(id.target.bootloaderVersion)).toBe(hex8(board.config.expect.bootloader));
       }

@@ -5,7 +5,8 @@ import { defineSuite } from '../harness/suite.ts';
 
 export default defineSuite({
   name: 'flash-verify',
-  guards: 'a DFU download that reports success but leaves wrong bytes in flash ("Download verification failed", seed 004)',
+  guards:
+    'a DFU download that reports success but leaves wrong bytes in flash ("Download verification failed", seed 004)',
   tags: ['nightly'],
   appliesTo: () => true,
   define() {
@@ -16,11 +17,14 @@ export default defineSuite({
         banks.length > 1
           ? syntheticImage(board.part, { banks: [1, 2], bytesPerBank: [1024 * 1024, 512 * 1024] })
           : syntheticImage(board.part, { banks: [1], bytesPerBank: [512 * 1024] });
-      const result = await board.step('erase, program, verify', () => dfu.flash(image, { verify: true }));
+      const result = await board.step('erase, program, verify', () =>
+        dfu.flash(image, { verify: true, ...board.phases('full_image') }),
+      );
       board.measure('flash_ms', result.elapsedMs, 'ms');
       board.measure('throughput_kib_s', image.size / 1024 / (result.elapsedMs / 1000), 'KiB/s');
       expect(result.verify?.ok, verifyText(result.verify)).toBe(true);
-      const erased = result.plan.erase.mode === 'sectors' ? result.plan.erase.sectors.map((s) => s.start) : [];
+      const erased =
+        result.plan.erase.mode === 'sectors' ? result.plan.erase.sectors.map((s) => s.start) : [];
       // Every bank the image covers had its sectors erased (the planner erases only what the image touches).
       for (const b of banks) expect(erased.some((a) => a >= b.base && a < b.base + 0x100000)).toBe(true);
     });

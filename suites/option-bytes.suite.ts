@@ -4,7 +4,8 @@ import { defineSuite } from '../harness/suite.ts';
 
 export default defineSuite({
   name: 'option-bytes',
-  guards: 'a board shipped with read protection or swapped banks, which makes DFU reads fail or land in the wrong bank (seed 004)',
+  guards:
+    'a board shipped with read protection or swapped banks, which makes DFU reads fail or land in the wrong bank (seed 004)',
   tags: ['nightly'],
   appliesTo: (board) => (board.stlink ? true : 'the board has no stlink: { serial } in boards.yaml'),
   define() {
@@ -23,7 +24,10 @@ export default defineSuite({
       const size = Math.min(region.runs[0]!.size, 64);
       const viaDfu = await dfu.read(region.base, size);
       const ob = await swd.optionBytes();
-      board.detail({ dfuFirstBytes: Buffer.from(viaDfu.subarray(0, 8)).toString('hex'), rdp: ob.ofInterest.rdpRaw });
+      board.detail({
+        dfuFirstBytes: Buffer.from(viaDfu.subarray(0, 8)).toString('hex'),
+        rdp: ob.ofInterest.rdpRaw,
+      });
       // The RDP byte is byte 1 of the first option word on both families (H7 FLASH_OPTSR_CUR bits 15:8,
       // RM0433 4.9.8; F4 option byte at 0x1FFFC001, RM0090 3.6.1): 0xAA is level 0.
       expect(viaDfu[1], 'RDP byte over DFU').toBe(0xaa);

@@ -4,7 +4,8 @@ import { defineSuite } from '../harness/suite.ts';
 
 export default defineSuite({
   name: 'power-cycle',
-  guards: 'a bootloader that enumerates late or not at all after power-on (AN2606: H74x 0x90 needs an extra reset)',
+  guards:
+    'a bootloader that enumerates late or not at all after power-on (AN2606: H74x 0x90 needs an extra reset)',
   tags: ['nightly'],
   appliesTo: (board) => (board.power ? true : 'the board has no power relay in boards.yaml'),
   define() {

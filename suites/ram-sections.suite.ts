@@ -6,19 +6,28 @@ import { flashOnly } from '../src/image/diagnose.ts';
 
 export default defineSuite({
   name: 'ram-sections',
-  guards: 'an image carrying SRAM4 data (a CM7/CM4 mailbox not marked NOLOAD) fails with "Not flash Memory : No erase done" (seed 002)',
+  guards:
+    'an image carrying SRAM4 data (a CM7/CM4 mailbox not marked NOLOAD) fails with "Not flash Memory : No erase done" (seed 002)',
   tags: ['nightly'],
-  appliesTo: (_board, part) => (part.memories.some((m) => m.name === 'SRAM4') ? true : 'the part has no SRAM4'),
+  appliesTo: (_board, part) =>
+    part.memories.some((m) => m.name === 'SRAM4') ? true : 'the part has no SRAM4',
   define() {
-    test('an image with SRAM4 data is refused before any erase, with its diagnosis', async ({ board, dfu }) => {
+    test('an image with SRAM4 data is refused before any erase, with its diagnosis', async ({
+      board,
+      dfu,
+    }) => {
       const image = await fixtureImage('sram4.elf');
       const sent = dfu.trace?.entries.length ?? 0;
       const refused = await dfu.flash(image).then(
         () => undefined,
-        (e: unknown) => e as { code: string; message: string; hint?: string; details: Record<string, unknown> },
+        (e: unknown) =>
+          e as { code: string; message: string; hint?: string; details: Record<string, unknown> },
       );
       expect(refused, 'the flash of an image with SRAM4 data went through').toBeDefined();
-      expect(refused).toMatchObject({ code: 'E_DFU_PLAN_OUTSIDE', details: { imageCode: 'E_IMAGE_RAM_DATA' } });
+      expect(refused).toMatchObject({
+        code: 'E_DFU_PLAN_OUTSIDE',
+        details: { imageCode: 'E_IMAGE_RAM_DATA' },
+      });
       // The same diagnosis as `image inspect`: the section, the region, and both remedies.
       expect(refused!.message).toMatch(/\.shared.*SRAM4|SRAM4.*\.shared/);
       expect(refused!.hint).toMatch(/NOLOAD/);

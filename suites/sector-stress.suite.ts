@@ -23,8 +23,11 @@ export default defineSuite({
       for (let cycle = 0; cycle < CYCLES; cycle++) {
         for (const s of sectors) {
           attempts++;
-          const image = syntheticImage(board.part, { banks: [1], bytesPerBank: [s.start - sectors[0]!.start + s.size], seed: cycle + 1 })
-            .filter(() => [{ start: s.start, end: s.start + Math.min(s.size, 16 * 1024) }]);
+          const image = syntheticImage(board.part, {
+            banks: [1],
+            bytesPerBank: [s.start - sectors[0]!.start + s.size],
+            seed: cycle + 1,
+          }).filter(() => [{ start: s.start, end: s.start + Math.min(s.size, 16 * 1024) }]);
           try {
             const r = await dfu.flash(image, { verify: true });
             eraseMs.push(r.elapsedMs);
@@ -43,9 +46,13 @@ export default defineSuite({
       board.measure('sector_write_failures', failures, 'count');
       board.measure('sector_write_attempts', attempts, 'count');
       board.measure('sector_failure_rate_high95', rate.high, 'ratio');
-      if (eraseMs.length) board.measure('sector_cycle_ms', eraseMs.reduce((a, b) => a + b, 0) / eraseMs.length, 'ms');
+      if (eraseMs.length)
+        board.measure('sector_cycle_ms', eraseMs.reduce((a, b) => a + b, 0) / eraseMs.length, 'ms');
       board.detail({ failures, attempts, rate, codes });
-      expect(failures, `${failures}/${attempts} sector writes failed (95% interval ${(rate.low * 100).toFixed(1)}-${(rate.high * 100).toFixed(1)}%): ${[...new Set(codes)].join(', ')}`).toBe(0);
+      expect(
+        failures,
+        `${failures}/${attempts} sector writes failed (95% interval ${(rate.low * 100).toFixed(1)}-${(rate.high * 100).toFixed(1)}%): ${[...new Set(codes)].join(', ')}`,
+      ).toBe(0);
     });
   },
 });
