@@ -13,6 +13,13 @@ WORK=/tmp/e2e-work
 SERVER=127.0.0.1
 mkdir -p "$WORK"
 cd "$WORK" || exit 70
+# Node's compile cache, filled on the host before boot (type stripping and compiling the CLI's modules
+# costs tens of seconds per start under TCG); copied so the guest can add to it.
+if [ -n "${E2E_COMPILE_CACHE:-}" ] && [ -d "$E2E_COMPILE_CACHE" ]; then
+  cp -r "$E2E_COMPILE_CACHE" /tmp/node-compile-cache
+  chmod -R a+rwX /tmp/node-compile-cache # the unprivileged run below uses it too
+  export NODE_COMPILE_CACHE=/tmp/node-compile-cache
+fi
 
 hil() { "$NODE" "$REPO/bin/stm32-hil.js" --config "$CFG" "$@"; }
 now_ms() { date +%s%3N; }
@@ -81,7 +88,8 @@ note "guest: $(uname -r), node $("$NODE" --version), $(dfu-util --version | head
 
 # --- the USB/IP server, with a FIFO on stdin for board commands (reset after leave) ---
 mkfifo "$WORK/serve.ctl"
-hil sim serve --stdin-commands < "$WORK/serve.ctl" > "$OUT/serve.out" 2> "$OUT/serve.err" &
+# (a simple command, not the hil function, so that $! is node itself and SIGTERM reaches it)
+"$NODE" "$REPO/bin/stm32-hil.js" --config "$CFG" sim serve --stdin-commands < "$WORK/serve.ctl" > "$OUT/serve.out" 2> "$OUT/serve.err" &
 SERVE_PID=$!
 exec 3> "$WORK/serve.ctl"
 i=0
@@ -107,19 +115,18 @@ if hil flash --help > /dev/null 2>&1; then
   head -c 98304 /dev/urandom > "$WORK/harness.bin"
   cp "$WORK/harness.bin" "$OUT/harness.bin"
   step harness-flash hil --json flash "$WORK/harness.bin" --usb "0483:df11@$P1" --base 0x08000000 --verify
-  step harness-read hil --json read --usb "0483:df11@$P1" --address 0x08000000 --length 98304 -o "$OUT/harness-readback.bin"
   # Without access to /dev/bus/usb the harness says how to grant it (udev rule), instead of a stack trace.
   step harness-permission setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp \
     "$NODE" "$REPO/bin/stm32-hil.js" --config "$CFG" read --usb "0483:df11@$P1" --address 0x08000000 --length 16 -o /tmp/denied.bin
   # Leave: the board jumps to the application, the USB/IP connection ends, the kernel drops the device.
   step harness-leave hil --json flash "$WORK/harness.bin" --usb "0483:df11@$P1" --base 0x08000000 --leave
   if gone "$P1"; then fact gone-after-leave yes; else fact gone-after-leave no; fi
-  # Reset with BOOT0 high (what a relay does on the farm): the ROM enumerates again, usbip re-attaches, and
-  # the harness finds it by its port path.
+  # Reset with BOOT0 high (what the farm's relay or reset line does): the ROM enumerates again, usbip
+  # attaches it again, and the harness finds it by its port path and reads back what it wrote.
   echo "reset h743-revY-d2" >&3
-  P1B=$(attach 1-1) || note "re-attach after reset failed"
+  P1B=$(attach 1-1) || note "attach after the reset failed"
   fact port-1-1-again "${P1B:-none}"
-  step harness-read-again hil --json read --usb "0483:df11@${P1B:-$P1}" --address 0x08000000 --length 98304 -o "$OUT/harness-readback-again.bin"
+  step harness-read hil --json read --usb "0483:df11@${P1B:-$P1}" --address 0x08000000 --length 98304 -o "$OUT/harness-readback.bin"
 else
   fact harness-flash missing
 fi
@@ -137,17 +144,22 @@ P2=$(attach 1-2) || fail_fast "attach 1-2"
 fact port-1-2 "$P2"
 head -c 4096 /dev/urandom > "$WORK/small.bin"
 step dfu-util-mass-erase-90 dfu-util -p "$P2" -a 0 -s 0x08000000:force:mass-erase -D "$WORK/small.bin"
-step dfu-util-bank2-90 timeout 15 dfu-util -v -p "$P2" -a 0 -s 0x08100000 -D "$WORK/small.bin"
+step dfu-util-bank2-90 timeout 15 dfu-util -v -v -p "$P2" -a 0 -s 0x08100000 -D "$WORK/small.bin"
 
-# --- done: stop the server cleanly ---
+# --- done: stop the server cleanly (SIGTERM: a background job of a script ignores SIGINT) ---
 usbip port > "$OUT/usbip-port.log" 2>&1
 exec 3>&-
-kill -INT $SERVE_PID
+kill -TERM $SERVE_PID
 i=0
-while kill -0 $SERVE_PID 2> /dev/null && [ $i -lt 100 ]; do
+while kill -0 $SERVE_PID 2> /dev/null && [ $i -lt 200 ]; do
   i=$((i + 1))
   sleep 0.1
 done
-wait $SERVE_PID
-fact serve-exit $?
+if kill -0 $SERVE_PID 2> /dev/null; then
+  fact serve-exit "still running 20 s after SIGTERM"
+  kill -KILL $SERVE_PID
+else
+  wait $SERVE_PID
+  fact serve-exit $?
+fi
 exit 0

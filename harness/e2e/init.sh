@@ -34,7 +34,7 @@ echo "E2E-GUEST-UP uptime=$(cut -d' ' -f1 /proc/uptime)s kernel=$(uname -r)"
 [ -n "$E2E_SCRIPT" ] || fail "E2E_SCRIPT not set"
 chroot /host /usr/bin/env -i \
   PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/tmp/home TMPDIR=/tmp LANG=C.UTF-8 \
-  E2E_OUT=/tmp/e2e-out E2E_REPO="$E2E_REPO" E2E_ARGS="$E2E_ARGS" CI="$E2E_CI" \
+  E2E_OUT=/tmp/e2e-out E2E_REPO="$E2E_REPO" E2E_COMPILE_CACHE="$E2E_COMPILE_CACHE" CI="$E2E_CI" \
   /bin/sh "$E2E_SCRIPT" > /host/tmp/e2e-out/guest.log 2>&1
 echo $? > /host/tmp/e2e-out/guest-exit
 echo "E2E-GUEST-DONE exit=$(cat /host/tmp/e2e-out/guest-exit) uptime=$(cut -d' ' -f1 /proc/uptime)s"

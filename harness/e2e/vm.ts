@@ -37,6 +37,8 @@ export const GUEST_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'vhci-hcd'];
 const here = path.dirname(new URL(import.meta.url).pathname);
 export const REPO_ROOT = path.resolve(here, '../..');
 export const DEFAULT_CACHE_DIR = path.join(REPO_ROOT, 'node_modules/.cache/stm32-hil-e2e');
+/** The Node the guest runs (the project's pinned Node 24, the binary bin/stm32-hil.js falls back to). */
+export const GUEST_NODE = path.join(REPO_ROOT, 'node_modules/node/bin/node');
 
 export interface VmImage {
   kernel: string;
@@ -185,9 +187,90 @@ function hashOf(...parts: (string | Uint8Array)[]): string {
   return h.digest('hex').slice(0, 16);
 }
 
+interface KernelDir {
+  version: string;
+  kernel: string;
+  kernelFormat: VmImage['kernelFormat'];
+  /** Module files in load order (dependencies first). */
+  modules: string[];
+}
+
+/**
+ * The kernel to boot and the modules the guest loads, from the Debian package (cached per package in
+ * `cacheDir/kernel-<package>`): the uncompressed vmlinux when the kernel can boot through PVH, and the
+ * dependency closure of GUEST_MODULES (the package ships no modules.dep: depmod builds it).
+ */
+async function prepareKernel(
+  deb: string,
+  cacheDir: string,
+  signal: AbortSignal | undefined,
+  log: (l: string) => void,
+): Promise<KernelDir> {
+  const dir = path.join(cacheDir, `kernel-${path.basename(deb, '.deb')}`);
+  const manifest = path.join(dir, 'kernel.json');
+  if (existsSync(manifest)) return JSON.parse(readFileSync(manifest, 'utf8')) as KernelDir;
+  log(`unpacking ${path.basename(deb)}`);
+  const work = mkdtempSync(path.join(cacheDir, 'build-'));
+  try {
+    const root = path.join(work, 'root');
+    await run('dpkg-deb', ['-x', deb, root], { signal });
+    const version = readdirSync(path.join(root, 'lib/modules'))[0];
+    if (!version) throw new E2eError('E_E2E_KERNEL', `${path.basename(deb)} has no lib/modules`);
+    const vmlinuz = path.join(root, 'boot', `vmlinuz-${version}`);
+    const config = readFileSync(path.join(root, 'boot', `config-${version}`), 'utf8');
+    const staged = path.join(work, 'kernel');
+    mkdirSync(path.join(staged, 'modules'), { recursive: true });
+    // QEMU boots an ELF vmlinux through its PVH entry note (CONFIG_PVH); otherwise it boots the bzImage.
+    let kernelFormat: VmImage['kernelFormat'] = 'bzImage';
+    let kernelName = 'vmlinuz';
+    if (
+      /^CONFIG_PVH=y$/m.test(config) &&
+      (await extractVmlinux(vmlinuz, path.join(staged, 'vmlinux'), signal))
+    ) {
+      kernelFormat = 'vmlinux';
+      kernelName = 'vmlinux';
+    } else {
+      copyFileSync(vmlinuz, path.join(staged, 'vmlinuz'));
+    }
+    await run(which('depmod')!, ['-b', root, version], { signal });
+    const order: string[] = [];
+    for (const m of GUEST_MODULES) {
+      const r = await run(which('modprobe')!, ['-d', root, '-S', version, '--show-depends', m], { signal });
+      for (const line of String(r.stdout).split('\n')) {
+        const file = /^insmod (\S+)/.exec(line)?.[1];
+        if (file && !order.includes(file)) order.push(file);
+      }
+    }
+    const modules: string[] = [];
+    for (const [i, file] of order.entries()) {
+      const name = `${String(i).padStart(2, '0')}-${path.basename(file).replace(/\.xz$/, '')}`;
+      if (file.endsWith('.xz')) {
+        const r = await execa('xz', ['-dc', file], { encoding: 'buffer' });
+        writeFileSync(path.join(staged, 'modules', name), r.stdout);
+      } else {
+        copyFileSync(file, path.join(staged, 'modules', name));
+      }
+      modules.push(name);
+    }
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(staged, dir);
+    const result: KernelDir = {
+      version,
+      kernel: path.join(dir, kernelName),
+      kernelFormat,
+      modules: modules.map((m) => path.join(dir, 'modules', m)),
+    };
+    writeFileSync(manifest, JSON.stringify(result, null, 2));
+    log(`kernel ${version}: ${kernelFormat}, ${modules.length} modules for ${GUEST_MODULES.join(', ')}`);
+    return result;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 /**
  * Builds (or reuses from `cacheDir`) the kernel and the initramfs. `initScript` is the initramfs's /init
- * (busybox sh).
+ * (busybox sh); the initramfs holds it, a static busybox and the modules.
  */
 export async function buildVm(opts: {
   cacheDir?: string;
@@ -197,96 +280,44 @@ export async function buildVm(opts: {
 }): Promise<VmImage> {
   const cacheDir = opts.cacheDir ?? DEFAULT_CACHE_DIR;
   const log = opts.log ?? (() => {});
+  mkdirSync(cacheDir, { recursive: true });
   const deb = await fetchKernelPackage(cacheDir, opts.signal);
-  const key = hashOf(
-    path.basename(deb),
-    readFileSync(opts.initScript),
-    readFileSync(which('busybox')!),
-    GUEST_MODULES.join(','),
-  );
-  const kernelPackage = path.basename(deb);
-  const done = path.join(cacheDir, `vm-${key}`);
-  const manifest = path.join(done, 'image.json');
-  if (existsSync(manifest)) return JSON.parse(readFileSync(manifest, 'utf8')) as VmImage;
-
-  log(`building the e2e VM image from ${kernelPackage}`);
-  const work = mkdtempSync(path.join(cacheDir, 'build-'));
-  try {
-    const root = path.join(work, 'root');
-    await run('dpkg-deb', ['-x', deb, root], { signal: opts.signal });
-    const version = readdirSync(path.join(root, 'lib/modules'))[0];
-    if (!version) throw new E2eError('E_E2E_KERNEL', `${kernelPackage} has no lib/modules`);
-    const vmlinuz = path.join(root, 'boot', `vmlinuz-${version}`);
-    const config = readFileSync(path.join(root, 'boot', `config-${version}`), 'utf8');
-    const image = path.join(work, 'out');
-    mkdirSync(image);
-    // QEMU boots an ELF vmlinux through its PVH entry note (CONFIG_PVH); otherwise boot the bzImage.
-    let kernelFormat: VmImage['kernelFormat'] = 'bzImage';
-    let kernel = path.join(image, 'vmlinuz');
-    if (
-      /^CONFIG_PVH=y$/m.test(config) &&
-      (await extractVmlinux(vmlinuz, path.join(image, 'vmlinux'), opts.signal))
-    ) {
-      kernelFormat = 'vmlinux';
-      kernel = path.join(image, 'vmlinux');
-    } else {
-      copyFileSync(vmlinuz, kernel);
-    }
-
-    // The package ships no modules.dep: build it, then take the closure of the modules the guest needs.
-    await run(which('depmod')!, ['-b', root, version], { signal: opts.signal });
-    const order: string[] = [];
-    for (const m of GUEST_MODULES) {
-      const r = await run(which('modprobe')!, ['-d', root, '-S', version, '--show-depends', m], {
-        signal: opts.signal,
+  const kernel = await prepareKernel(deb, cacheDir, opts.signal, log);
+  const busybox = which('busybox')!;
+  const init = readFileSync(opts.initScript);
+  const initrd = path.join(cacheDir, `initrd-${hashOf(kernel.version, init, readFileSync(busybox))}.gz`);
+  if (!existsSync(initrd)) {
+    const work = mkdtempSync(path.join(cacheDir, 'initrd-'));
+    try {
+      for (const d of ['bin', 'dev', 'proc', 'sys', 'host', 'modules'])
+        mkdirSync(path.join(work, d), { recursive: true });
+      copyFileSync(busybox, path.join(work, 'bin/busybox'));
+      writeFileSync(path.join(work, 'init'), init, { mode: 0o755 });
+      chmodSync(path.join(work, 'init'), 0o755);
+      for (const m of kernel.modules) copyFileSync(m, path.join(work, 'modules', path.basename(m)));
+      writeFileSync(
+        path.join(work, 'modules.load'),
+        `${kernel.modules.map((m) => `/modules/${path.basename(m)}`).join('\n')}\n`,
+      );
+      const list = await run('find', ['.', '-print0'], { cwd: work });
+      const archive = await execa('cpio', ['--null', '-o', '-H', 'newc', '--owner', '0:0', '--quiet'], {
+        cwd: work,
+        input: String(list.stdout),
+        encoding: 'buffer',
+        maxBuffer: 256 * 1024 * 1024,
       });
-      for (const line of String(r.stdout).split('\n')) {
-        const file = /^insmod (\S+)/.exec(line)?.[1];
-        if (file && !order.includes(file)) order.push(file);
-      }
+      writeFileSync(`${initrd}.tmp`, gzipSync(archive.stdout, { level: 1 }));
+      renameSync(`${initrd}.tmp`, initrd);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
     }
-    const initrdRoot = path.join(work, 'initrd');
-    for (const d of ['bin', 'dev', 'proc', 'sys', 'host', 'modules'])
-      mkdirSync(path.join(initrdRoot, d), { recursive: true });
-    copyFileSync(which('busybox')!, path.join(initrdRoot, 'bin/busybox'));
-    copyFileSync(opts.initScript, path.join(initrdRoot, 'init'));
-    chmodSync(path.join(initrdRoot, 'init'), 0o755);
-    const load: string[] = [];
-    for (const [i, file] of order.entries()) {
-      const name = `${String(i).padStart(2, '0')}-${path.basename(file)}`;
-      if (file.endsWith('.xz')) {
-        const r = await execa('xz', ['-dc', file], { encoding: 'buffer' });
-        writeFileSync(path.join(initrdRoot, 'modules', name.replace(/\.xz$/, '')), r.stdout);
-        load.push(`/modules/${name.replace(/\.xz$/, '')}`);
-      } else {
-        copyFileSync(file, path.join(initrdRoot, 'modules', name));
-        load.push(`/modules/${name}`);
-      }
-    }
-    writeFileSync(path.join(initrdRoot, 'modules.load'), `${load.join('\n')}\n`);
-    const list = await run('find', ['.', '-print0'], { cwd: initrdRoot });
-    const archive = await execa('cpio', ['--null', '-o', '-H', 'newc', '--owner', '0:0', '--quiet'], {
-      cwd: initrdRoot,
-      input: String(list.stdout),
-      encoding: 'buffer',
-      maxBuffer: 256 * 1024 * 1024,
-    });
-    const initrd = path.join(image, 'initrd.gz');
-    writeFileSync(initrd, gzipSync(archive.stdout, { level: 1 }));
-    rmSync(done, { recursive: true, force: true });
-    renameSync(image, done);
-    const result: VmImage = {
-      kernel: path.join(done, path.basename(kernel)),
-      kernelFormat,
-      kernelPackage,
-      initrd: path.join(done, 'initrd.gz'),
-    };
-    writeFileSync(manifest, JSON.stringify(result, null, 2));
-    log(`e2e VM image: ${kernelFormat} of ${version}, ${load.length} modules`);
-    return result;
-  } finally {
-    rmSync(work, { recursive: true, force: true });
   }
+  return {
+    kernel: kernel.kernel,
+    kernelFormat: kernel.kernelFormat,
+    kernelPackage: path.basename(deb),
+    initrd,
+  };
 }
 
 export interface VmShare {
@@ -379,4 +410,27 @@ export async function runVm(opts: {
     qemuExit: r.exitCode,
     timedOut: r.timedOut === true,
   };
+}
+
+/**
+ * Fills a Node compile cache (NODE_COMPILE_CACHE) by running `commands` on the host: under TCG, stripping the
+ * types of and compiling the CLI's modules costs tens of seconds per `stm32-hil` start; the guest, which runs
+ * the same files at the same paths with the same Node, starts from this cache instead.
+ */
+export async function warmCompileCache(
+  dir: string,
+  commands: string[][],
+  signal?: AbortSignal,
+): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const node = GUEST_NODE;
+  for (const args of commands) {
+    await execa(node, args, {
+      cwd: REPO_ROOT,
+      env: { NODE_COMPILE_CACHE: dir },
+      reject: false,
+      cancelSignal: signal,
+      stdin: 'ignore',
+    });
+  }
 }

@@ -20,7 +20,8 @@ export function boardCommand(line: string, boards: readonly VirtualBoard[]): str
   const [verb, id, arg] = line.trim().split(/\s+/);
   if (!verb) return '';
   const board = boards.find((b) => b.id === id);
-  if (!board) return `unknown board "${id ?? ''}" (commands: reset ID, power ID on|off, power-cycle ID, boot0 ID high|low)`;
+  if (!board)
+    return `unknown board "${id ?? ''}" (commands: reset ID, power ID on|off, power-cycle ID, boot0 ID high|low)`;
   switch (verb) {
     case 'reset':
       board.reset();
@@ -91,9 +92,12 @@ async function serve(ctx: CliContext, opts: ServeOptions): Promise<void> {
       log(
         `${busid} ${names.get(busid)}: enumerated (bootloader), attach with: ${attachCommand(host, address.port, busid)}`,
       );
+    // The board finishes its transition after telling its listeners: say where it went a moment later.
     const onDetach = (busid: string) => () =>
-      log(
-        `${busid} ${names.get(busid)}: left the bus (${farm.boards.find((s) => s.busid === busid)?.board.mode})`,
+      setImmediate(() =>
+        log(
+          `${busid} ${names.get(busid)}: left the bus (now ${farm.boards.find((s) => s.busid === busid)?.board.mode})`,
+        ),
       );
     const listeners = farm.boards.map((s) => ({ s, attach: onAttach(s.busid), detach: onDetach(s.busid) }));
     for (const l of listeners) l.s.board.on('attach', l.attach).on('detach', l.detach);
@@ -134,7 +138,10 @@ async function serve(ctx: CliContext, opts: ServeOptions): Promise<void> {
       // Closing stdin ends the commands, not the server.
       const rl = createInterface({ input: process.stdin, terminal: false });
       rl.on('line', (line) => {
-        const said = boardCommand(line, farm.boards.map((b) => b.board));
+        const said = boardCommand(
+          line,
+          farm.boards.map((b) => b.board),
+        );
         if (said) log(said);
       });
       ctx.signal.addEventListener('abort', () => rl.close(), { once: true });
@@ -170,6 +177,9 @@ export const registerSimCommands: RegisterCommands = (program, ctx) => {
     .option('--board <id...>', 'boards to serve (default: every virtual board in boards.yaml)')
     .option('--listen <host:port>', 'address to listen on', `127.0.0.1:${DEFAULT_USBIP_PORT}`)
     .option('--allow-remote', 'allow a non-loopback --listen address (USB/IP has no authentication)')
-    .option('--stdin-commands', 'read board commands from stdin, one per line: reset ID, power ID on|off, power-cycle ID, boot0 ID high|low')
+    .option(
+      '--stdin-commands',
+      'read board commands from stdin, one per line: reset ID, power ID on|off, power-cycle ID, boot0 ID high|low',
+    )
     .action(async (opts: ServeOptions) => serve(ctx, opts));
 };

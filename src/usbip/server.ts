@@ -44,8 +44,8 @@ export interface UsbipBoard {
   readonly id: string;
   readonly usb: UsbDeviceLike | undefined;
   control(setup: SetupPacket, dataOut?: Uint8Array, signal?: AbortSignal): Promise<UsbipControlResult>;
-  on(event: 'attach' | 'detach', listener: (board: never) => void): unknown;
-  off(event: 'attach' | 'detach', listener: (board: never) => void): unknown;
+  on(event: 'attach' | 'detach', listener: () => void): unknown;
+  off(event: 'attach' | 'detach', listener: () => void): unknown;
 }
 
 export interface UsbipExport {
@@ -384,7 +384,8 @@ class Session {
     if (this.#phase === 'closed') return;
     this.#in.push(chunk);
     try {
-      while (this.#phase !== 'closed' && this.#step()) {
+      // #step() returns false when it needs more bytes or the session closed.
+      while (this.#step()) {
         // keep parsing whole messages
       }
     } catch (e) {
@@ -394,6 +395,7 @@ class Session {
 
   /** Handles one complete message if there is one; false when more bytes are needed. */
   #step(): boolean {
+    if (this.#phase === 'closed') return false;
     if (this.#phase === 'op') {
       const head = this.#in.peek(OP_HEADER_BYTES);
       if (!head) return false;
