@@ -30,6 +30,7 @@ import {
   URB_HEADER_BYTES,
   type UsbipDevice,
 } from './protocol.ts';
+import { clientMessages, loadCapture, serverReplies } from './testing.ts';
 
 /** Hex with spaces, '|' and newlines allowed for readability. */
 function hex(text: string): Uint8Array {
@@ -432,3 +433,81 @@ describe.skipIf(!(await haveTshark()))(
     });
   },
 );
+
+describe('captured from Linux 6.1 (vhci-hcd, usbip 2.0, dfu-util 0.11)', () => {
+  const [list, session, hung] = loadCapture();
+
+  it('usbip list: OP_REQ_DEVLIST and our reply as the tool received it', () => {
+    expect(Buffer.from(list!.client).toString('hex')).toBe('0111800500000000');
+    const { devices } = decodeDevlistReply(list!.server);
+    expect(devices.map((d) => [d.busid, d.idVendor, d.idProduct, d.speed, d.interfaces.length])).toEqual([
+      ['1-1', 0x0483, 0xdf11, 2, 1],
+      ['1-2', 0x0483, 0xdf11, 2, 1],
+    ]);
+  });
+
+  it("the kernel's CMD_SUBMITs: devid from the import, ep 0, sequence numbers counting up, number_of_packets 0", () => {
+    const msgs = clientMessages(session!.client);
+    expect(decodeImportBusid(msgs[0]!.subarray(8))).toBe('1-1');
+    const urbs = msgs.slice(1).map((m) => decodeUrbHeader(m));
+    const submits = urbs.filter((u) => u.command === 1);
+    expect(submits.length).toBe(urbs.length);
+    expect(new Set(submits.map((s) => s.devid))).toEqual(new Set([devidOf(1, 1)]));
+    expect(submits.every((s) => s.ep === 0 && s.numberOfPackets === 0)).toBe(true);
+    expect(submits.map((s) => s.seqnum)).toEqual(submits.map((_, i) => submits[0]!.seqnum + i));
+    // Linux asks for 64 bytes of the device descriptor first; IN transfers carry URB_DIR_IN (0x200).
+    expect(decodeSetup(submits[0]!.setup)).toEqual({
+      bmRequestType: 0x80,
+      bRequest: 6,
+      wValue: 0x0100,
+      wIndex: 0,
+      wLength: 64,
+    });
+    for (const s of submits) {
+      const setup = decodeSetup(s.setup);
+      expect(s.direction).toBe(setup.bmRequestType & 0x80 ? 1 : 0);
+      expect(s.transferBufferLength).toBe(setup.wLength);
+      expect(s.transferFlags).toBe(setup.bmRequestType & 0x80 ? 0x200 : 0);
+    }
+  });
+
+  it('our replies in that session: one RET_SUBMIT per CMD_SUBMIT, in order, never longer than asked', () => {
+    const submits = clientMessages(session!.client)
+      .slice(1)
+      .map((m) => decodeUrbHeader(m));
+    expect(decodeImportReply(session!.server.subarray(0, 8 + 312)).device).toMatchObject({
+      busid: '1-1',
+      busnum: 1,
+      devnum: 1,
+      idProduct: 0xdf11,
+    });
+    const replies = serverReplies(session!.server, submits);
+    expect(replies.map((r) => r.header.seqnum)).toEqual(submits.map((s) => s.seqnum));
+    for (const [i, r] of replies.entries()) {
+      const cmd = submits[i]!;
+      if (r.header.command !== 3 || cmd.command !== 1) throw new Error('expected RET_SUBMIT for CMD_SUBMIT');
+      expect([r.header.devid, r.header.direction, r.header.ep]).toEqual([0, 0, 0]);
+      expect(r.header.actualLength).toBeLessThanOrEqual(cmd.transferBufferLength);
+    }
+    // The three DEVICE_QUALIFIER requests of a full-speed device stall (-EPIPE), as on real hardware.
+    const qualifier = replies.filter(
+      (_, i) =>
+        submits[i]!.command === 1 &&
+        decodeSetup((submits[i] as { setup: Uint8Array }).setup).wValue === 0x0600,
+    );
+    expect(qualifier.map((r) => (r.header as { status: number }).status)).toEqual([-EPIPE, -EPIPE, -EPIPE]);
+  });
+
+  it('a URB the device never answered: the kernel unlinks it after the timeout, we answer -ECONNRESET and no RET_SUBMIT', () => {
+    const urbs = clientMessages(hung!.client)
+      .slice(1)
+      .map((m) => decodeUrbHeader(m));
+    const unlink = urbs.at(-1)!;
+    if (unlink.command !== 2) throw new Error('expected CMD_UNLINK last');
+    expect(urbs.find((u) => u.seqnum === unlink.unlinkSeqnum)?.command).toBe(1);
+    const replies = serverReplies(hung!.server, urbs);
+    expect(replies.at(-1)!.header).toMatchObject({ command: 4, seqnum: unlink.seqnum, status: -ECONNRESET });
+    expect(replies.filter((r) => r.header.seqnum === unlink.unlinkSeqnum)).toEqual([]);
+    expect(replies.length).toBe(urbs.length - 1);
+  });
+});

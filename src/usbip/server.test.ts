@@ -30,6 +30,7 @@ import {
   USBIP_DIR_OUT,
 } from './protocol.ts';
 import { type UsbipBoard, UsbipServer, type UsbipServerEvent } from './server.ts';
+import { clientMessages, loadCapture } from './testing.ts';
 
 /** A USB/IP client on a raw socket, speaking through the framing functions (tested against the spec separately). */
 class RawClient {
@@ -566,6 +567,52 @@ describe('USB/IP server: where it listens', () => {
       });
     } finally {
       await a.close();
+    }
+  });
+});
+
+describe('USB/IP server: replaying what Linux 6.1 sent (harness/e2e/capture.ts)', () => {
+  /** capture.yaml's boards, on fresh chips. */
+  async function captureFarm(): Promise<Fixture> {
+    const made = [
+      testBoard({ id: 'h743-revY-d2' }),
+      testBoard({ id: 'h743-hung', faults: { seed: 1, stopAnsweringAtTransfer: 1 } }),
+    ];
+    const server = await UsbipServer.listen({
+      exports: made.map((board, i) => ({ busid: `1-${i + 1}`, busnum: 1, devnum: i + 1, board })),
+      port: 0,
+    });
+    cleanups.push(async () => {
+      await server.close();
+      for (const b of made) b.close();
+    });
+    return { server, boards: made, events: [], port: server.address.port };
+  }
+
+  it('answers every captured request with the very bytes the kernel received then', async () => {
+    const f = await captureFarm();
+    for (const [i, stream] of loadCapture().entries()) {
+      const c = await connect(f);
+      // One message at a time, waiting for its answer (if any) and for the server to go quiet, as the kernel
+      // waited for its answers: the order of replies and unlink answers then matches.
+      for (const msg of clientMessages(stream.client)) {
+        const before = c.buffered;
+        c.send(msg);
+        await waitFor('an answer', () => c.buffered !== before || c.ended, 200).catch(() => {});
+        let last = -1;
+        while (c.buffered !== last && !c.ended) {
+          last = c.buffered;
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      const got = c.buffered ? await c.read(c.buffered) : new Uint8Array(0);
+      expect(
+        Buffer.from(got).toString('hex'),
+        `stream ${i} (re-capture with harness/e2e/capture.ts if the device model changed on purpose)`,
+      ).toBe(Buffer.from(stream.server).toString('hex'));
+      c.close();
+      await waitFor('released', () => f.server.importedBy.size === 0);
     }
   });
 });
