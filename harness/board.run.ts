@@ -15,6 +15,7 @@ for (const name of inject('suites')) {
   const applies = suite.appliesTo(board, part);
   describe(suite.name, () => {
     if (applies === true) suite.define();
-    else test('not applicable', ({ skip }) => skip(`${suite.name} does not apply to ${board.id}: ${applies}`));
+    else
+      test('not applicable', ({ skip }) => skip(`${suite.name} does not apply to ${board.id}: ${applies}`));
   });
 }

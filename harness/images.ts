@@ -34,7 +34,10 @@ function fill(data: Uint8Array, seed: number): void {
  * A synthetic image over the given banks' sectors: `bytes` per bank from each bank's start (the 1.5 MiB
  * two-bank image is `{ banks: [1, 2], bytesPerBank: [1 MiB, 512 KiB] }` on an H743).
  */
-export function syntheticImage(part: Part, spec: { banks: number[]; bytesPerBank: number[]; seed?: number }): FirmwareImage {
+export function syntheticImage(
+  part: Part,
+  spec: { banks: number[]; bytesPerBank: number[]; seed?: number },
+): FirmwareImage {
   const img = new FirmwareImage('bin', `synthetic-${part.id}-banks-${spec.banks.join('+')}`);
   spec.banks.forEach((bank, i) => {
     const sectors = flashSectors(part).filter((s) => s.bank === bank);

@@ -32,21 +32,29 @@ function renderedDom(file: string): string {
   ).toString();
 }
 
-describe.skipIf(!CHROMIUM)('the qualification report in a browser (needs Debian package chromium; .ci/run installs it)', () => {
-  it('shows the regression matrix with the 0x90 bank 2 regression and the board problem', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'report-'));
-    const store = openStore(path.join(dir, 'results.sqlite'));
-    recordSyntheticNights(store, 4);
-    const { file } = await writeReports(store, dir, { knownIssues: SYNTHETIC_KNOWN_ISSUES }, { allure: false });
-    store.close();
-    const dom = renderedDom(file);
-    // The matrix: one column per part and bootloader version, cells with their counts.
-    expect(dom).toMatch(/<th data-column="[^"]*0x90[^"]*"/i);
-    expect(dom).toMatch(/<th data-column="[^"]*0xD2[^"]*"/i);
-    expect(dom).toMatch(/<td[^>]*data-column="[^"]*0x90[^"]*"[^>]*data-runs="[1-9]/i);
-    // The verdicts: bank 2 regresses on 0x90 against 0xD2, and the weak-bit board is a board problem.
-    expect(dom).toMatch(/data-baseline="0xD2" data-candidate="0x90" data-verdict="regression"/);
-    expect(dom).toMatch(/<tr data-board="h743-custom"/);
-    expect(dom).toMatch(/<svg class="chart" data-measurement="/);
-  });
-});
+describe.skipIf(!CHROMIUM)(
+  'the qualification report in a browser (needs Debian package chromium; .ci/run installs it)',
+  () => {
+    it('shows the regression matrix with the 0x90 bank 2 regression and the board problem', async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'report-'));
+      const store = openStore(path.join(dir, 'results.sqlite'));
+      recordSyntheticNights(store, 4);
+      const { file } = await writeReports(
+        store,
+        dir,
+        { knownIssues: SYNTHETIC_KNOWN_ISSUES },
+        { allure: false },
+      );
+      store.close();
+      const dom = renderedDom(file);
+      // The matrix: one column per part and bootloader version, cells with their counts.
+      expect(dom).toMatch(/<th data-column="[^"]*0x90[^"]*"/i);
+      expect(dom).toMatch(/<th data-column="[^"]*0xD2[^"]*"/i);
+      expect(dom).toMatch(/<td[^>]*data-column="[^"]*0x90[^"]*"[^>]*data-runs="[1-9]/i);
+      // The verdicts: bank 2 regresses on 0x90 against 0xD2, and the weak-bit board is a board problem.
+      expect(dom).toMatch(/data-baseline="0xD2" data-candidate="0x90" data-verdict="regression"/);
+      expect(dom).toMatch(/<tr data-board="h743-custom"/);
+      expect(dom).toMatch(/<svg class="chart" data-measurement="/);
+    });
+  },
+);

@@ -11,7 +11,11 @@ import { runFarm } from './runner.ts';
 /** A small virtual farm in a temporary folder: the baseline, the rev V 0x90 board and the 0x92 fix. */
 function farm(boards = ['d2', '90', '92'], timeScale = 50): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'farm-'));
-  const versions: Record<string, [string, number]> = { d2: ['Y', 0xd2], '90': ['V', 0x90], '92': ['V', 0x92] };
+  const versions: Record<string, [string, number]> = {
+    d2: ['Y', 0xd2],
+    '90': ['V', 0x90],
+    '92': ['V', 0x92],
+  };
   const yaml = [
     `farm: { stateDir: state, reportsDir: reports, timeScale: ${timeScale} }`,
     'knownIssues:',
@@ -42,14 +46,21 @@ describe('stm32-hil run on a virtual farm', () => {
   it('finds the bank 2 regression on 0x90, known, fixed on 0x92, and the workaround passing everywhere', async () => {
     const config = loadConfig(farm());
     const result = await runFarm({ config, suites: ['bank2-write'], signal: new AbortController().signal });
-    const status = (board: string, test: string) => result.outcomes.find((o) => o.board === board && o.test === test)?.status;
+    const status = (board: string, test: string) =>
+      result.outcomes.find((o) => o.board === board && o.test === test)?.status;
     expect(status('h743-d2', 'page erase and program bank 2')).toBe('passed');
     expect(status('h743-90', 'page erase and program bank 2')).toBe('failed');
     expect(status('h743-92', 'page erase and program bank 2')).toBe('passed');
-    for (const b of ['h743-d2', 'h743-90', 'h743-92']) expect(status(b, 'mass erase then program bank 2')).toBe('passed');
+    for (const b of ['h743-d2', 'h743-90', 'h743-92'])
+      expect(status(b, 'mass erase then program bank 2')).toBe('passed');
     const verdict = (from: number, to: number, test: string) =>
-      result.analysis.comparisons.find((c) => c.baseline === from && c.candidate === to && c.test === `bank2-write/${test}`);
-    expect(verdict(0xd2, 0x90, 'page erase and program bank 2')).toMatchObject({ verdict: 'regression', known: true });
+      result.analysis.comparisons.find(
+        (c) => c.baseline === from && c.candidate === to && c.test === `bank2-write/${test}`,
+      );
+    expect(verdict(0xd2, 0x90, 'page erase and program bank 2')).toMatchObject({
+      verdict: 'regression',
+      known: true,
+    });
     expect(verdict(0x90, 0x92, 'page erase and program bank 2')?.verdict).toBe('fixed');
     expect(verdict(0xd2, 0x90, 'mass erase then program bank 2')?.verdict).toBe('unchanged');
     expect(result.analysis.verdict).toBe('pass');
@@ -62,10 +73,22 @@ describe('stm32-hil run on a virtual farm', () => {
   it('keeps every finished outcome when killed halfway, and the next run starts cleanly', async () => {
     const file = farm(['d2', '90'], 20);
     const config = loadConfig(file);
-    const child = spawn(path.join(REPO_ROOT, 'node_modules/.bin/node'), [path.join(REPO_ROOT, 'bin/stm32-hil.js'), '--config', file, 'run', '--no-report', '--suite', 'flash-verify,bank2-write,sector-stress'], {
-      detached: true,
-      stdio: 'ignore',
-    });
+    const child = spawn(
+      path.join(REPO_ROOT, 'node_modules/.bin/node'),
+      [
+        path.join(REPO_ROOT, 'bin/stm32-hil.js'),
+        '--config',
+        file,
+        'run',
+        '--no-report',
+        '--suite',
+        'flash-verify,bank2-write,sector-stress',
+      ],
+      {
+        detached: true,
+        stdio: 'ignore',
+      },
+    );
     const dbFile = path.join(config.stateDir, 'results.sqlite');
     // Wait (bounded) for a few outcomes, then kill the run and its vitest workers at once.
     let seen = 0;

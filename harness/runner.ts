@@ -8,9 +8,8 @@ import { acquireLease, type Lease } from '../src/farm/lease.ts';
 import type { BoardConfig } from '../src/farm/schema.ts';
 import { type Analysis, analyse } from '../src/results/regressions.ts';
 import { defaultStorePath, openStore } from '../src/results/store.ts';
-import { type OutcomeEvent, StoreReporter } from './reporters/store-reporter.ts';
-
 import { REPO_ROOT } from './paths.ts';
+import { type OutcomeEvent, StoreReporter } from './reporters/store-reporter.ts';
 
 export { REPO_ROOT };
 export const SUITES_DIR = path.join(REPO_ROOT, 'suites');
@@ -61,7 +60,11 @@ export function availableSuites(): string[] {
     .sort();
 }
 
-function selectBoards(config: FarmConfig, ids: string[] | undefined, tags: string[] | undefined): BoardConfig[] {
+function selectBoards(
+  config: FarmConfig,
+  ids: string[] | undefined,
+  tags: string[] | undefined,
+): BoardConfig[] {
   let boards = config.boards;
   if (ids?.length) {
     const unknown = ids.filter((id) => !boards.some((b) => b.id === id));
@@ -75,14 +78,20 @@ function selectBoards(config: FarmConfig, ids: string[] | undefined, tags: strin
   }
   if (tags?.length) boards = boards.filter((b) => tags.every((t) => b.tags.includes(t)));
   if (boards.length === 0) {
-    throw new UsageError(`no board of ${config.file} matches${tags?.length ? ` --tag ${tags.join(',')}` : ''}`, { code: 'E_NO_BOARDS' });
+    throw new UsageError(
+      `no board of ${config.file} matches${tags?.length ? ` --tag ${tags.join(',')}` : ''}`,
+      { code: 'E_NO_BOARDS' },
+    );
   }
   return boards;
 }
 
 function gitRevision(): string | null {
   try {
-    return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'ignore'] })
+    return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
       .toString()
       .trim();
   } catch {
@@ -100,16 +109,25 @@ export async function runFarm(opts: RunOptions): Promise<RunResult> {
   const suites = opts.suites?.length ? opts.suites : availableSuites();
   const unknownSuites = suites.filter((s) => !availableSuites().includes(s));
   if (unknownSuites.length) {
-    throw new UsageError(`unknown suite ${unknownSuites.join(', ')}`, { code: 'E_SUITE_UNKNOWN', hint: `suites: ${availableSuites().join(', ')}` });
+    throw new UsageError(`unknown suite ${unknownSuites.join(', ')}`, {
+      code: 'E_SUITE_UNKNOWN',
+      hint: `suites: ${availableSuites().join(', ')}`,
+    });
   }
   const selected = selectBoards(config, opts.boards, undefined);
-  const byTag = opts.tags?.length ? selected.filter((b) => opts.tags!.every((t) => b.tags.includes(t))) : selected;
-  if (byTag.length === 0) throw new UsageError(`no board carries tag ${opts.tags!.join(',')}`, { code: 'E_NO_BOARDS' });
+  const byTag = opts.tags?.length
+    ? selected.filter((b) => opts.tags!.every((t) => b.tags.includes(t)))
+    : selected;
+  if (byTag.length === 0)
+    throw new UsageError(`no board carries tag ${opts.tags!.join(',')}`, { code: 'E_NO_BOARDS' });
 
   const storeFile = defaultStorePath(config.stateDir);
   const store = openStore(storeFile);
   const run = store.beginRun({ revision: gitRevision(), trigger: opts.trigger ?? 'manual' });
-  if (run.interrupted.length) log(`results: run${run.interrupted.length > 1 ? 's' : ''} ${run.interrupted.map((r) => `#${r}`).join(', ')} had been interrupted; kept what they finished`);
+  if (run.interrupted.length)
+    log(
+      `results: run${run.interrupted.length > 1 ? 's' : ''} ${run.interrupted.map((r) => `#${r}`).join(', ')} had been interrupted; kept what they finished`,
+    );
   const allureResultsDir = path.join(config.reportsDir, 'allure-results');
   const tracesDir = path.join(config.reportsDir, 'traces', `run-${run.id}`);
   mkdirSync(allureResultsDir, { recursive: true });
@@ -197,8 +215,16 @@ export async function runFarm(opts: RunOptions): Promise<RunResult> {
     throw e;
   } finally {
     for (const l of leases) l.release();
-    const counts = Object.fromEntries(['passed', 'failed', 'broken', 'skipped'].map((s) => [s, reporter.outcomes.filter((o) => o.status === s).length]));
-    store.finishRun(run.id, { status, summary: { ...counts, boards: boards.map((b) => b.id), skippedBoards } });
+    const counts = Object.fromEntries(
+      ['passed', 'failed', 'broken', 'skipped'].map((s) => [
+        s,
+        reporter.outcomes.filter((o) => o.status === s).length,
+      ]),
+    );
+    store.finishRun(run.id, {
+      status,
+      summary: { ...counts, boards: boards.map((b) => b.id), skippedBoards },
+    });
   }
   const analysis = analyse(store, { run: run.id, knownIssues: config.knownIssues ?? [] });
   store.close();

@@ -51,14 +51,24 @@ export class StoreReporter implements Reporter {
     const error = result.state === 'failed' ? result.errors?.[0] : undefined;
     const errorCode = meta?.errorCode ?? codeOf(error) ?? null;
     // An infrastructure failure (relay, enumeration, lease, tool) is not a failed test of the chip.
-    const infra = meta?.errorKind === 'infra' || meta?.errorKind === 'tool' || /^E_(RELAY|BOARD_BROKEN|LEASE|SERIAL)/.test(errorCode ?? '');
+    const infra =
+      meta?.errorKind === 'infra' ||
+      meta?.errorKind === 'tool' ||
+      /^E_(RELAY|BOARD_BROKEN|LEASE|SERIAL)/.test(errorCode ?? '');
     const status: OutcomeStatus =
-      result.state === 'passed' ? 'passed' : result.state === 'skipped' ? 'skipped' : infra ? 'broken' : 'failed';
+      result.state === 'passed'
+        ? 'passed'
+        : result.state === 'skipped'
+          ? 'skipped'
+          : infra
+            ? 'broken'
+            : 'failed';
     const bootloader = board.virtual?.bootloader ?? board.expect?.bootloader ?? null;
     const part = board.part;
     const known =
       status === 'failed' || status === 'broken'
-        ? (matchKnownIssues(this.#known, { board: board.id, part, bootloader, suite, test: testCase.name })[0]?.id ?? null)
+        ? (matchKnownIssues(this.#known, { board: board.id, part, bootloader, suite, test: testCase.name })[0]
+            ?.id ?? null)
         : null;
     const durationMs = Math.round(testCase.diagnostic()?.duration ?? 0);
     const message = error?.message ?? (result.state === 'skipped' ? (result.note ?? null) : null);
@@ -91,7 +101,16 @@ export class StoreReporter implements Reporter {
         test: testCase.name,
       });
     }
-    const event: OutcomeEvent = { board: board.id, suite, test: testCase.name, status, durationMs, errorCode, message, knownIssue: known };
+    const event: OutcomeEvent = {
+      board: board.id,
+      suite,
+      test: testCase.name,
+      status,
+      durationMs,
+      errorCode,
+      message,
+      knownIssue: known,
+    };
     this.outcomes.push(event);
     this.#onOutcome?.(event);
   }
@@ -109,7 +128,9 @@ function suiteOf(testCase: TestCase): string {
   return name || 'unknown';
 }
 
-function codeOf(error: { message?: string; code?: unknown; [k: string]: unknown } | undefined): string | undefined {
+function codeOf(
+  error: { message?: string; code?: unknown; [k: string]: unknown } | undefined,
+): string | undefined {
   if (!error) return undefined;
   if (typeof error.code === 'string' && /^E_[A-Z0-9_]+$/.test(error.code)) return error.code;
   return /\b(E_[A-Z0-9_]{3,})\b/.exec(error.message ?? '')?.[1];
