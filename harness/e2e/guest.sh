@@ -21,17 +21,20 @@ if [ -n "${E2E_COMPILE_CACHE:-}" ] && [ -d "$E2E_COMPILE_CACHE" ]; then
   export NODE_COMPILE_CACHE=/tmp/node-compile-cache
 fi
 
-hil() { "$NODE" "$REPO/bin/stm32-hil.js" --config "$CFG" "$@"; }
+# stm32-hil as a command (not a shell function), so that `timeout` can run it
+printf '#!/bin/sh\nexec "%s" "%s/bin/stm32-hil.js" --config "%s" "$@"\n' "$NODE" "$REPO" "$CFG" > "$WORK/stm32-hil"
+chmod +x "$WORK/stm32-hil"
+PATH=$WORK:$PATH
 now_ms() { date +%s%3N; }
 note() { echo "[$(date +%T.%3N)] $*" >&2; }
 
-# step NAME COMMAND...: runs it with stdout+stderr in NAME.log, records rc and wall time.
+# step NAME COMMAND...: runs it (5 minutes at most) with stdout+stderr in NAME.log, records rc and wall time.
 step() {
   name=$1
   shift
   note "step $name: $*"
   t0=$(now_ms)
-  "$@" > "$OUT/$name.log" 2>&1
+  timeout 300 "$@" > "$OUT/$name.log" 2>&1
   rc=$?
   printf '{"step":"%s","rc":%d,"ms":%d}\n' "$name" "$rc" "$(($(now_ms) - t0))" >> "$OUT/steps.jsonl"
   note "  -> rc=$rc"
@@ -88,7 +91,7 @@ note "guest: $(uname -r), node $("$NODE" --version), $(dfu-util --version | head
 
 # --- the USB/IP server, with a FIFO on stdin for board commands (reset after leave) ---
 mkfifo "$WORK/serve.ctl"
-# (a simple command, not the hil function, so that $! is node itself and SIGTERM reaches it)
+# (node itself in the background, so that $! is node and SIGTERM reaches it)
 "$NODE" "$REPO/bin/stm32-hil.js" --config "$CFG" sim serve --stdin-commands < "$WORK/serve.ctl" > "$OUT/serve.out" 2> "$OUT/serve.err" &
 SERVE_PID=$!
 exec 3> "$WORK/serve.ctl"
@@ -111,25 +114,21 @@ step dfu-util-download dfu-util -p "$P1" -a 0 -s 0x08000000 -D "$WORK/image.bin"
 step dfu-util-upload dfu-util -p "$P1" -a 0 -s 0x08000000:163840 -U "$OUT/readback.bin"
 
 # --- the harness's own DfuSe host through node-usb, on the same board ---
-if hil flash --help > /dev/null 2>&1; then
-  head -c 98304 /dev/urandom > "$WORK/harness.bin"
-  cp "$WORK/harness.bin" "$OUT/harness.bin"
-  step harness-flash hil --json flash "$WORK/harness.bin" --usb "0483:df11@$P1" --base 0x08000000 --verify
-  # Without access to /dev/bus/usb the harness says how to grant it (udev rule), instead of a stack trace.
-  step harness-permission setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp \
-    "$NODE" "$REPO/bin/stm32-hil.js" --config "$CFG" read --usb "0483:df11@$P1" --address 0x08000000 --length 16 -o /tmp/denied.bin
-  # Leave: the board jumps to the application, the USB/IP connection ends, the kernel drops the device.
-  step harness-leave hil --json flash "$WORK/harness.bin" --usb "0483:df11@$P1" --base 0x08000000 --leave
-  if gone "$P1"; then fact gone-after-leave yes; else fact gone-after-leave no; fi
-  # Reset with BOOT0 high (what the farm's relay or reset line does): the ROM enumerates again, usbip
-  # attaches it again, and the harness finds it by its port path and reads back what it wrote.
-  echo "reset h743-revY-d2" >&3
-  P1B=$(attach 1-1) || note "attach after the reset failed"
-  fact port-1-1-again "${P1B:-none}"
-  step harness-read hil --json read --usb "0483:df11@${P1B:-$P1}" --address 0x08000000 --length 98304 -o "$OUT/harness-readback.bin"
-else
-  fact harness-flash missing
-fi
+head -c 98304 /dev/urandom > "$WORK/harness.bin"
+cp "$WORK/harness.bin" "$OUT/harness.bin"
+step harness-flash stm32-hil --json flash "$WORK/harness.bin" --usb "0483:df11@$P1" --base 0x08000000 --verify
+# Without access to /dev/bus/usb the harness says how to grant it (udev rule), instead of a stack trace.
+step harness-permission setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp \
+  "$NODE" "$REPO/bin/stm32-hil.js" --config "$CFG" read --usb "0483:df11@$P1" --address 0x08000000 --length 16 -o /tmp/denied.bin
+# Leave: the board jumps to the application, the USB/IP connection ends, the kernel drops the device.
+step harness-leave stm32-hil --json flash "$WORK/harness.bin" --usb "0483:df11@$P1" --base 0x08000000 --leave
+if gone "$P1"; then fact gone-after-leave yes; else fact gone-after-leave no; fi
+# Reset with BOOT0 high (what the farm's relay or reset line does): the ROM enumerates again, usbip
+# attaches it again, and the harness finds it by its port path and reads back what it wrote.
+echo "reset h743-revY-d2" >&3
+P1B=$(attach 1-1) || note "attach after the reset failed"
+fact port-1-1-again "${P1B:-none}"
+step harness-read stm32-hil --json read --usb "0483:df11@${P1B:-$P1}" --address 0x08000000 --length 98304 -o "$OUT/harness-readback.bin"
 
 # --- the F407 board (1-3): another layout, 2 KiB transfers ---
 P3=$(attach 1-3) || fail_fast "attach 1-3"

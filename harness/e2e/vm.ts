@@ -102,12 +102,14 @@ export function isStaticElf(file: string): boolean {
 async function run(
   file: string,
   args: string[],
-  opts: { cwd?: string; signal?: AbortSignal; input?: Uint8Array } = {},
+  opts: { cwd?: string; signal?: AbortSignal; input?: Uint8Array; timeoutMs?: number } = {},
 ) {
   try {
     return await execa(file, args, {
       cwd: opts.cwd,
       cancelSignal: opts.signal,
+      // Downloads and unpacking take seconds; a tool that hangs must not hang the lane.
+      timeout: opts.timeoutMs ?? 5 * 60_000,
       encoding: opts.input ? 'buffer' : 'utf8',
       ...(opts.input ? { input: opts.input } : {}),
       stripFinalNewline: false,
@@ -163,6 +165,7 @@ export async function extractVmlinux(vmlinuz: string, out: string, signal?: Abor
   while (at >= 0) {
     try {
       const r = await execa('xz', ['-dc', '--single-stream'], {
+        timeout: 5 * 60_000,
         input: image.subarray(at),
         encoding: 'buffer',
         cancelSignal: signal,
@@ -245,7 +248,7 @@ async function prepareKernel(
     for (const [i, file] of order.entries()) {
       const name = `${String(i).padStart(2, '0')}-${path.basename(file).replace(/\.xz$/, '')}`;
       if (file.endsWith('.xz')) {
-        const r = await execa('xz', ['-dc', file], { encoding: 'buffer' });
+        const r = await execa('xz', ['-dc', file], { encoding: 'buffer', timeout: 60_000 });
         writeFileSync(path.join(staged, 'modules', name), r.stdout);
       } else {
         copyFileSync(file, path.join(staged, 'modules', name));
@@ -301,6 +304,7 @@ export async function buildVm(opts: {
       );
       const list = await run('find', ['.', '-print0'], { cwd: work });
       const archive = await execa('cpio', ['--null', '-o', '-H', 'newc', '--owner', '0:0', '--quiet'], {
+        timeout: 60_000,
         cwd: work,
         input: String(list.stdout),
         encoding: 'buffer',
@@ -426,6 +430,7 @@ export async function warmCompileCache(
   const node = GUEST_NODE;
   for (const args of commands) {
     await execa(node, args, {
+      timeout: 120_000,
       cwd: REPO_ROOT,
       env: { NODE_COMPILE_CACHE: dir },
       reject: false,
