@@ -64,6 +64,8 @@ export const USB_SPEED_FULL = 2;
 export const ENOENT = 2;
 export const ENODEV = 19;
 export const EPIPE = 32;
+/** The status of a transfer the simulator itself failed on (an internal error, never a device answer). */
+export const EPROTO = 71;
 export const ECONNRESET = 104;
 export const ESHUTDOWN = 108;
 

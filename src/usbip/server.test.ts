@@ -392,6 +392,24 @@ describe('USB/IP server: leave, disconnect, unlink', () => {
     expect((await d.control(getDescriptor(1, 0, 18))).header.status).toBe(0);
   });
 
+  it('a power cycle ends the connection; the board is listed again once it has enumerated', async () => {
+    const f = await serve([{}]);
+    const c = await connect(f);
+    await c.import('1-1');
+    f.boards[0]!.setPower(false);
+    expect(await c.closedWithin(2000)).toBe(true);
+    expect(f.events).toContainEqual(
+      expect.objectContaining({ type: 'released', busid: '1-1', reason: 'device left' }),
+    );
+    expect(await devlist(f)).toEqual([]);
+    const refused = await connect(f);
+    expect((await refused.import('1-1')).status).toBe(ST_NODEV);
+    f.boards[0]!.setPower(true); // BOOT0 is high: the ROM enumerates again
+    await waitFor('enumerated again', async () => (await devlist(f)).includes('1-1'));
+    const d = await connect(f);
+    expect((await d.import('1-1')).status).toBe(ST_OK);
+  });
+
   it('an unanswered transfer waits for CMD_UNLINK, which answers -ECONNRESET and no RET_SUBMIT', async () => {
     const f = await serve([{ faults: { seed: 1, stopAnsweringAtTransfer: 2 } }]);
     const c = await connect(f);
@@ -543,6 +561,24 @@ describe('USB/IP server: bad input never takes it down', () => {
     b.submit(getDescriptor(1, 0, 18));
     expect(await b.closedWithin(1000)).toBe(true);
     await stillServes(f, '1-1');
+  });
+});
+
+describe('USB/IP server: a flood of URBs', () => {
+  it('more outstanding URBs than any driver keeps drops the connection, not the server', async () => {
+    const f = await serve([{ faults: { seed: 1, stopAnsweringAtTransfer: 1 } }]);
+    const c = await connect(f);
+    await c.import('1-1');
+    await c.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+    for (let i = 0; i < 300; i++) c.submit(dfu.getStatus()); // none is ever answered
+    expect(await c.closedWithin(2000)).toBe(true);
+    expect(f.events).toContainEqual(
+      expect.objectContaining({
+        type: 'protocol-error',
+        message: expect.stringMatching(/more than 256 URBs outstanding/),
+      }),
+    );
+    expect(await devlist(f)).toEqual(['1-1']);
   });
 });
 

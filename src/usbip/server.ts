@@ -12,6 +12,7 @@ import {
   decodeUrbHeader,
   ECONNRESET,
   EPIPE,
+  EPROTO,
   encodeDevlistReply,
   encodeImportReply,
   encodeRetSubmit,
@@ -80,7 +81,7 @@ export interface UsbipServerOptions {
   exports: UsbipExport[];
   /** Default 127.0.0.1. */
   host?: string;
-  /** Default 3240 (the IANA port of usbip); 0 picks a free one. */
+  /** Default 3240 (the usbip tools' port); 0 picks a free one. */
   port?: number;
   /** Allow a non-loopback address. USB/IP has no authentication. */
   allowRemote?: boolean;
@@ -89,11 +90,11 @@ export interface UsbipServerOptions {
 
 /** The largest OUT data stage a control transfer can carry (wLength is 16 bits, USB 2.0 table 9-2). */
 const MAX_CONTROL_OUT = 0xffff;
+/** URBs a client may have outstanding (queued or unanswered): a flood beyond it is a protocol error. */
+const MAX_OUTSTANDING_URBS = 256;
 /** A client that sends half an operation request and goes quiet is dropped after this long. */
 const OP_PHASE_IDLE_MS = 10_000;
-/** usbip_protocol.rst: a status for URBs the device failed to handle (EPROTO in include/uapi/asm-generic/errno.h). */
-const EPROTO = 71;
-
+/** The usbip tools' default TCP port (tools/usb/usbip/src/usbip_network.c, usbip_port). */
 export const DEFAULT_USBIP_PORT = 3240;
 
 /** Bus ids "1-1", "1-2", ... by position in boards.yaml, so a board keeps its bus id whatever `--board` selects. */
@@ -444,6 +445,12 @@ class Session {
       throw new UsbipError('E_USBIP_LENGTH', `OUT transfer of ${outLength} bytes on a control endpoint`);
     const msg = this.#in.take(URB_HEADER_BYTES + outLength);
     if (!msg) return false;
+    if (this.#queue.length + this.#parked.size >= MAX_OUTSTANDING_URBS) {
+      throw new UsbipError(
+        'E_USBIP_FLOOD',
+        `more than ${MAX_OUTSTANDING_URBS} URBs outstanding on endpoint 0`,
+      );
+    }
     this.#queue.push({ header: h, data: msg.subarray(URB_HEADER_BYTES) });
     void this.#pump();
     return true;
