@@ -10,6 +10,7 @@ import nrfModule from 'nrf-intel-hex';
 
 // nrf-intel-hex is CommonJS: at run time the default import is the MemoryMap class itself.
 const nrf = ((nrfModule as { default?: unknown }).default ?? nrfModule) as typeof nrfModule.default;
+
 import {
   FirmwareImage,
   parseImage,

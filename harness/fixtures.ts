@@ -45,7 +45,8 @@ export class HilBoard {
 
   /** A measurement to store and trend (`erase_ms`, `enumeration_ms`, `throughput_kib_s`). */
   measure(name: string, value: number, unit: string): void {
-    (this.#meta.measurements ??= []).push({ name, value: Math.round(value * 1000) / 1000, unit });
+    this.#meta.measurements ??= [];
+    this.#meta.measurements.push({ name, value: Math.round(value * 1000) / 1000, unit });
   }
 
   /** Facts for the results store and the report (kept with the outcome, pass or fail). */
@@ -161,7 +162,7 @@ export const hilTest = base.extend<{ $test: TestFixtures; $worker: WorkerFixture
     { scope: 'worker' },
   ],
 
-  board: async ({ farmBoard, task, skip }, use) => {
+  board: async ({ farmBoard, task, skip, onTestFailed }, use) => {
     const broken = farmBoard.strategy.broken;
     if (broken) skip(`board ${farmBoard.id} is latched broken: ${broken.message}`);
     const meta: HilTaskMeta = { board: farmBoard.id, suite: suiteName(task) };
@@ -176,17 +177,14 @@ export const hilTest = base.extend<{ $test: TestFixtures; $worker: WorkerFixture
     await allure.label('bootloader', bootloader === undefined ? '?' : hex8(bootloader));
     await allure.label('host', c.host ?? (c.virtual ? 'virtual' : 'local'));
     await allure.parameter('board', farmBoard.id);
-    try {
-      await use(new HilBoard(farmBoard, meta));
-    } catch (e) {
-      throw e;
-    } finally {
-      if (task.result?.state === 'fail') {
-        const err = task.result.errors?.[0] as { code?: string; kind?: string } | undefined;
-        if (err?.code) meta.errorCode = err.code;
-        if (err?.kind) meta.errorKind = err.kind;
-      }
-    }
+    // The error's code and kind decide how the store files the outcome: an infrastructure error (relay,
+    // enumeration, a board latched broken) is 'broken', never a failed test of the chip.
+    onTestFailed(({ task: failed }) => {
+      const err = failed.result?.errors?.[0] as { code?: string; kind?: string } | undefined;
+      if (err?.code) meta.errorCode = err.code;
+      if (err?.kind) meta.errorKind = err.kind;
+    });
+    await use(new HilBoard(farmBoard, meta));
   },
 
   dfu: async ({ board, onTestFailed }, use) => {

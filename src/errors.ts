@@ -74,7 +74,11 @@ export class UsageError extends HilError {
 export class FileError extends HilError {
   constructor(code: 'E_FILE_NOT_FOUND' | 'E_FILE_READ' | 'E_FILE_WRITE', path: string, cause: unknown) {
     const reason = cause instanceof Error ? cause.message : String(cause);
-    super(code, `${path}: ${reason}`, { kind: code === 'E_FILE_NOT_FOUND' ? 'input' : 'infra', cause, details: { path } });
+    super(code, `${path}: ${reason}`, {
+      kind: code === 'E_FILE_NOT_FOUND' ? 'input' : 'infra',
+      cause,
+      details: { path },
+    });
   }
 }
 
@@ -84,5 +88,7 @@ export function isHilError(e: unknown): e is HilError {
 
 /** Error-like `code` of a Node system error (ENOENT, EACCES, ...), if any. */
 export function sysCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string'
+    ? e.code
+    : undefined;
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type FarmConfig, configPath, loadConfig } from '../farm/config.ts';
+import { configPath, type FarmConfig, loadConfig } from '../farm/config.ts';
 
 /** What every command handler gets: global options, output helpers and the run's cancellation. */
 export interface CliContext {

@@ -19,22 +19,34 @@ function errorOf(text: string): ConfigError {
 describe('boards.yaml', () => {
   it('loads the default virtual farm with the boards the nightly job needs', () => {
     const farm = loadConfig(repoBoards);
-    const ids = farm.boards.map((b) => `${b.part}:${b.virtual?.chipRevision}:${b.virtual?.bootloader.toString(16)}`);
+    const ids = farm.boards.map(
+      (b) => `${b.part}:${b.virtual?.chipRevision}:${b.virtual?.bootloader.toString(16)}`,
+    );
     expect(ids).toEqual(
-      expect.arrayContaining(['stm32h743:Y:d2', 'stm32h743:V:90', 'stm32h743:V:92', 'stm32h747:Y:d2', 'stm32f407:Y:31']),
+      expect.arrayContaining([
+        'stm32h743:Y:d2',
+        'stm32h743:V:90',
+        'stm32h743:V:92',
+        'stm32h747:Y:d2',
+        'stm32f407:Y:31',
+      ]),
     );
     expect(farm.boards.some((b) => (b.virtual?.faults?.weakBits?.length ?? 0) > 0)).toBe(true);
     expect(farm.stateDir).toBe(path.join(path.dirname(repoBoards), '.stm32-hil'));
   });
 
   it('reports an unknown key with file, line and column of the key', () => {
-    const e = errorOf('boards:\n  - id: a\n    part: stm32h743\n    virtual: { chipRevision: Y, bootloader: 0xD2 }\n    powr: { protocol: lcus, channel: 1 }\n');
+    const e = errorOf(
+      'boards:\n  - id: a\n    part: stm32h743\n    virtual: { chipRevision: Y, bootloader: 0xD2 }\n    powr: { protocol: lcus, channel: 1 }\n',
+    );
     expect(e.code).toBe('E_CONFIG_SCHEMA');
     expect(e.message).toMatch(/^\/farm\/boards\.yaml:5:5: boards\[0\]\.powr: unknown key "powr"/);
   });
 
   it('reports a wrong enum value at the value', () => {
-    const e = errorOf('boards:\n  - id: a\n    part: stm32h743\n    usb: { path: "1-2" }\n    power: { port: /dev/ttyUSB0, protocol: lcsu, channel: 1 }\n');
+    const e = errorOf(
+      'boards:\n  - id: a\n    part: stm32h743\n    usb: { path: "1-2" }\n    power: { port: /dev/ttyUSB0, protocol: lcsu, channel: 1 }\n',
+    );
     expect(e.message).toMatch(/boards\.yaml:5:\d+: boards\[0\]\.power\.protocol: /);
     expect(e.details.issues).toHaveLength(1);
   });
@@ -46,8 +58,11 @@ describe('boards.yaml', () => {
   });
 
   it('rejects an unknown part, duplicate ids and a real board without a USB identity', () => {
-    expect(errorOf('boards:\n  - id: a\n    part: stm32h999\n    usb: { path: "1" }\n').code).toBe('E_CONFIG_PART');
-    const dup = 'boards:\n  - id: a\n    part: stm32h743\n    usb: { path: "1" }\n  - id: a\n    part: stm32h743\n    usb: { path: "2" }\n';
+    expect(errorOf('boards:\n  - id: a\n    part: stm32h999\n    usb: { path: "1" }\n').code).toBe(
+      'E_CONFIG_PART',
+    );
+    const dup =
+      'boards:\n  - id: a\n    part: stm32h743\n    usb: { path: "1" }\n  - id: a\n    part: stm32h743\n    usb: { path: "2" }\n';
     expect(errorOf(dup).message).toMatch(/:5:\d+: boards\[1\]\.id: board "a" is defined twice/);
     expect(errorOf('boards:\n  - id: a\n    part: stm32h743\n').code).toBe('E_CONFIG_BOARD');
   });
@@ -58,7 +73,10 @@ describe('boards.yaml', () => {
     expect(configPath(undefined, {})).toBe(path.resolve('boards.yaml'));
     const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
     const file = path.join(dir, 'farm.yaml');
-    writeFileSync(file, 'farm: { stateDir: state }\nboards:\n  - id: a\n    part: stm32f407\n    virtual: { chipRevision: Y, bootloader: 0x31 }\n');
+    writeFileSync(
+      file,
+      'farm: { stateDir: state }\nboards:\n  - id: a\n    part: stm32f407\n    virtual: { chipRevision: Y, bootloader: 0x31 }\n',
+    );
     expect(loadConfig(file).stateDir).toBe(path.join(dir, 'state'));
   });
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
+import { type Document, isMap, isPair, isScalar, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { HilError, sysCode } from '../errors.ts';
 import { findPart } from '../parts/catalogue.ts';
@@ -32,7 +32,8 @@ export function configPath(option: string | undefined, env: NodeJS.ProcessEnv = 
 function position(doc: Document, counter: LineCounter, keyPath: PropertyKey[], wantKey: boolean) {
   // Walk down to the deepest node that exists; for a bad key point at the key itself.
   let node: unknown = doc.contents;
-  let range: [number, number, number] | undefined = (doc.contents as { range?: [number, number, number] })?.range;
+  let range: [number, number, number] | undefined = (doc.contents as { range?: [number, number, number] })
+    ?.range;
   for (const k of keyPath) {
     if (!isMap(node) && !(node && typeof node === 'object' && 'items' in node)) break;
     const items = (node as { items: unknown[] }).items;
@@ -42,7 +43,10 @@ function position(doc: Document, counter: LineCounter, keyPath: PropertyKey[], w
       if (!pair || !isPair(pair)) break;
       const keyNode = pair.key as { range?: [number, number, number] };
       next = pair.value;
-      range = (wantKey && k === keyPath.at(-1) ? keyNode.range : (next as { range?: [number, number, number] })?.range) ?? keyNode.range;
+      range =
+        (wantKey && k === keyPath.at(-1)
+          ? keyNode.range
+          : (next as { range?: [number, number, number] })?.range) ?? keyNode.range;
     } else {
       next = items[Number(k)];
       range = (next as { range?: [number, number, number] })?.range ?? range;
@@ -58,7 +62,8 @@ function pathText(p: PropertyKey[]): string {
 }
 
 function issueMessage(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'unrecognized_keys') return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+  if (issue.code === 'unrecognized_keys')
+    return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
   return issue.message;
 }
 
@@ -97,12 +102,20 @@ export function parseConfig(text: string, file: string): FarmConfig {
     const at = (key: string) => position(doc, counter, ['boards', i, key], false);
     if (seen.has(b.id)) {
       const p = at('id');
-      throw new ConfigError('E_CONFIG_DUPLICATE_BOARD', `${file}:${p.line}:${p.col}: boards[${i}].id: board "${b.id}" is defined twice`, { file, ...p });
+      throw new ConfigError(
+        'E_CONFIG_DUPLICATE_BOARD',
+        `${file}:${p.line}:${p.col}: boards[${i}].id: board "${b.id}" is defined twice`,
+        { file, ...p },
+      );
     }
     seen.set(b.id, i);
     if (!findPart(b.part)) {
       const p = at('part');
-      throw new ConfigError('E_CONFIG_PART', `${file}:${p.line}:${p.col}: boards[${i}].part: unknown part "${b.part}"`, { file, ...p });
+      throw new ConfigError(
+        'E_CONFIG_PART',
+        `${file}:${p.line}:${p.col}: boards[${i}].part: unknown part "${b.part}"`,
+        { file, ...p },
+      );
     }
     if (!b.virtual && !b.usb) {
       const p = position(doc, counter, ['boards', i], false);
@@ -116,7 +129,11 @@ export function parseConfig(text: string, file: string): FarmConfig {
   const relay = relayIssues(farm)[0];
   if (relay) {
     const p = position(doc, counter, relay.path, false);
-    throw new ConfigError('E_CONFIG_RELAY', `${file}:${p.line}:${p.col}: ${pathText(relay.path)}: ${relay.message}`, { file, ...p });
+    throw new ConfigError(
+      'E_CONFIG_RELAY',
+      `${file}:${p.line}:${p.col}: ${pathText(relay.path)}: ${relay.message}`,
+      { file, ...p },
+    );
   }
   const dir = path.dirname(path.resolve(file));
   return {
@@ -147,7 +164,12 @@ export function loadConfig(file: string): FarmConfig {
 export function findBoard(config: FarmConfig, id: string): BoardConfig {
   const board = config.boards.find((b) => b.id === id);
   if (!board) {
-    throw new ConfigError('E_BOARD_UNKNOWN', `no board "${id}" in ${config.file}`, { board: id }, `boards: ${config.boards.map((b) => b.id).join(', ')}`);
+    throw new ConfigError(
+      'E_BOARD_UNKNOWN',
+      `no board "${id}" in ${config.file}`,
+      { board: id },
+      `boards: ${config.boards.map((b) => b.id).join(', ')}`,
+    );
   }
   return board;
 }

@@ -25,7 +25,14 @@ describe('board lease', () => {
     acquireLease(d, 'h743', { owner: 'setup' }).release();
     writeFileSync(
       leaseFile(d, 'h743'),
-      JSON.stringify({ board: 'h743', pid: deadPid, host: hostname(), owner: 'killed-run', acquiredAt: 0, expiresAt: Date.now() + 3_600_000 }),
+      JSON.stringify({
+        board: 'h743',
+        pid: deadPid,
+        host: hostname(),
+        owner: 'killed-run',
+        acquiredAt: 0,
+        expiresAt: Date.now() + 3_600_000,
+      }),
     );
     expect(acquireLease(d, 'h743', { owner: 'next' }).info.owner).toBe('next');
   });
@@ -33,7 +40,10 @@ describe('board lease', () => {
   it('takes over an expired lease from another host, but not a live one', () => {
     const d = dir();
     const write = (expiresAt: number) =>
-      writeFileSync(leaseFile(d, 'b'), JSON.stringify({ board: 'b', pid: 1, host: 'other-host', owner: 'remote', acquiredAt: 0, expiresAt }));
+      writeFileSync(
+        leaseFile(d, 'b'),
+        JSON.stringify({ board: 'b', pid: 1, host: 'other-host', owner: 'remote', acquiredAt: 0, expiresAt }),
+      );
     acquireLease(d, 'b', { owner: 'x' }).release();
     write(Date.now() + 60_000);
     expect(() => acquireLease(d, 'b', { owner: 'me' })).toThrow(/remote \(pid 1 on other-host\)/);

@@ -5,7 +5,12 @@ import { type FlashSector, flashSectors, type MemoryRegion, type Part } from './
 /** What one stretch of an image's addresses is on a given part. */
 export type Placement =
   | { kind: 'flash'; start: number; end: number; bank: number; sectors: FlashSector[] }
-  | { kind: 'option-bytes' | 'ram' | 'system' | 'otp' | 'peripheral'; start: number; end: number; region: string }
+  | {
+      kind: 'option-bytes' | 'ram' | 'system' | 'otp' | 'peripheral';
+      start: number;
+      end: number;
+      region: string;
+    }
   | { kind: 'unknown'; start: number; end: number };
 
 /**
@@ -33,7 +38,11 @@ export function classifyRange(part: Part, start: number, end: number): Placement
     });
   }
   for (const m of part.memories) {
-    pieces.push({ start: m.start, end: m.start + m.size, make: (s, e) => ({ kind: m.kind, start: s, end: e, region: m.name }) });
+    pieces.push({
+      start: m.start,
+      end: m.start + m.size,
+      make: (s, e) => ({ kind: m.kind, start: s, end: e, region: m.name }),
+    });
   }
   pieces.sort((a, b) => a.start - b.start);
   let cursor = start;

@@ -6,7 +6,10 @@ describe('parseLayout', () => {
     const l = parseLayout('@Internal Flash   /0x08000000/16*128Kg');
     expect(l.name).toBe('Internal Flash');
     expect(l.regions).toEqual([
-      { base: 0x08000000, runs: [{ count: 16, size: 131072, readable: true, erasable: true, writable: true, type: 'g' }] },
+      {
+        base: 0x08000000,
+        runs: [{ count: 16, size: 131072, readable: true, erasable: true, writable: true, type: 'g' }],
+      },
     ]);
     const sectors = layoutSectors(l);
     expect(sectors).toHaveLength(16);
@@ -25,8 +28,14 @@ describe('parseLayout', () => {
   });
 
   it('tolerates leading zeros and a type letter glued to the unit', () => {
-    expect(parseLayout('@Internal Flash  /0x08000000/0128*0002Kg').regions[0]!.runs[0]).toMatchObject({ count: 128, size: 2048 });
-    expect(parseLayout('@OTP Memory /0x1FFF7000/01*0001Ke').regions[0]!.runs[0]).toMatchObject({ count: 1, size: 1024 });
+    expect(parseLayout('@Internal Flash  /0x08000000/0128*0002Kg').regions[0]!.runs[0]).toMatchObject({
+      count: 128,
+      size: 2048,
+    });
+    expect(parseLayout('@OTP Memory /0x1FFF7000/01*0001Ke').regions[0]!.runs[0]).toMatchObject({
+      count: 1,
+      size: 1024,
+    });
   });
 
   it('parses several /base/ ranges and megabyte units', () => {

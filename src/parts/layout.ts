@@ -41,7 +41,10 @@ export interface LayoutSector {
 
 export class LayoutError extends HilError {
   constructor(raw: string, reason: string) {
-    super('E_LAYOUT_PARSE', `cannot parse DfuSe layout "${raw}": ${reason}`, { kind: 'device', details: { layout: raw } });
+    super('E_LAYOUT_PARSE', `cannot parse DfuSe layout "${raw}": ${reason}`, {
+      kind: 'device',
+      details: { layout: raw },
+    });
   }
 }
 
@@ -58,7 +61,8 @@ export function parseLayout(raw: string): MemoryLayout {
   const regions: LayoutRegion[] = [];
   for (let i = 1; i < parts.length; i += 2) {
     const baseText = parts[i]!.trim();
-    if (!/^0x[0-9a-f]+$/i.test(baseText)) throw new LayoutError(raw, `base "${baseText}" is not a hex address`);
+    if (!/^0x[0-9a-f]+$/i.test(baseText))
+      throw new LayoutError(raw, `base "${baseText}" is not a hex address`);
     const base = Number.parseInt(baseText.slice(2), 16);
     const runs: LayoutSectorRun[] = [];
     for (const spec of parts[i + 1]!.split(',')) {

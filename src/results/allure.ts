@@ -49,10 +49,18 @@ export async function generateAllureReport(opts: AllureReportOptions): Promise<s
     forceKillAfterDelay: 2000,
   });
   if (run.exitCode !== 0 || !existsSync(path.join(opts.outDir, 'index.html'))) {
-    throw new HilError('E_REPORT_ALLURE', `allure generate failed${run.timedOut ? ' (timed out)' : ''}: ${String(run.all ?? '').trim().split('\n').slice(-3).join(' | ')}`, {
-      kind: 'tool',
-      details: { exitCode: run.exitCode },
-    });
+    throw new HilError(
+      'E_REPORT_ALLURE',
+      `allure generate failed${run.timedOut ? ' (timed out)' : ''}: ${String(run.all ?? '')
+        .trim()
+        .split('\n')
+        .slice(-3)
+        .join(' | ')}`,
+      {
+        kind: 'tool',
+        details: { exitCode: run.exitCode },
+      },
+    );
   }
   return path.join(opts.outDir, 'index.html');
 }

@@ -33,7 +33,10 @@ describe('VirtualChip', () => {
     const chip = VirtualChip.open(tmp(), { part: 'stm32f407', chipRevision: 'Y', bootloader: 0x90 });
     expect(chip.programFlash(0x08000000, Uint8Array.of(0xf0)).ok).toBe(true);
     expect(chip.programFlash(0x08000000, Uint8Array.of(0x30)).ok).toBe(true);
-    expect(chip.programFlash(0x08000000, Uint8Array.of(0x31))).toMatchObject({ ok: false, address: 0x08000000 });
+    expect(chip.programFlash(0x08000000, Uint8Array.of(0x31))).toMatchObject({
+      ok: false,
+      address: 0x08000000,
+    });
   });
 
   it('stores weak bits wrong, so every reader sees the same wrong byte', () => {
@@ -60,7 +63,11 @@ describe('VirtualChip', () => {
     chip.updateVolatile({ dfuUsedSincePowerOn: true });
     const before = chip.volatile.powerCycles;
     chip.powerCycle(false);
-    expect(chip.volatile).toMatchObject({ dfuUsedSincePowerOn: false, boot0: false, powerCycles: before + 1 });
+    expect(chip.volatile).toMatchObject({
+      dfuUsedSincePowerOn: false,
+      boot0: false,
+      powerCycles: before + 1,
+    });
     expect(chip.readFlash(0x08000000, 1)[0]).toBe(7);
   });
 

@@ -1,4 +1,13 @@
-import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { HilError } from '../errors.ts';
 import { type FlashSector, flashSectors, getPart, type Part } from '../parts/catalogue.ts';
@@ -115,8 +124,20 @@ export class VirtualChip {
           bootloader: id.bootloader,
           flashSize,
           programUnit: part.flash.programUnit,
-          options: { rdp: RDP_LEVEL0, swapBank: false, bootAdd0: 0x0800, bootAdd1: 0x1ff0, writeProtected: [] },
-          volatile: { powered: true, boot0: true, powerCycles: 0, dfuUsedSincePowerOn: false, resetsSincePowerOn: 1 },
+          options: {
+            rdp: RDP_LEVEL0,
+            swapBank: false,
+            bootAdd0: 0x0800,
+            bootAdd1: 0x1ff0,
+            writeProtected: [],
+          },
+          volatile: {
+            powered: true,
+            boot0: true,
+            powerCycles: 0,
+            dfuUsedSincePowerOn: false,
+            resetsSincePowerOn: 1,
+          },
         };
         ftruncateSync(fd, HEADER_BYTES + flashSize + Math.ceil(flashSize / part.flash.programUnit / 8));
         const erased = Buffer.alloc(flashSize, part.flash.erasedValue);
@@ -124,7 +145,11 @@ export class VirtualChip {
       } else {
         header = readHeader(fd, file);
         if (header.part !== part.id) {
-          throw new ChipError('E_SIM_STATE_PART', `${file} holds a virtual ${header.part}, not a ${part.id}`, { file });
+          throw new ChipError(
+            'E_SIM_STATE_PART',
+            `${file} holds a virtual ${header.part}, not a ${part.id}`,
+            { file },
+          );
         }
         header.chipRevision = id.chipRevision;
         header.bootloader = id.bootloader;
@@ -143,7 +168,11 @@ export class VirtualChip {
   }
 
   get identity(): ChipIdentity {
-    return { part: this.part.id, chipRevision: this.#header.chipRevision, bootloader: this.#header.bootloader };
+    return {
+      part: this.part.id,
+      chipRevision: this.#header.chipRevision,
+      bootloader: this.#header.bootloader,
+    };
   }
 
   /** Re-reads the header (option bytes and volatile flags) that another process may have changed. */
@@ -245,7 +274,10 @@ export class VirtualChip {
    * from 1 to 0. Weak bits configured for the board do not hold. Returns false, writing nothing, on a
    * programming error.
    */
-  programFlash(address: number, data: Uint8Array): { ok: true } | { ok: false; address: number; reason: string } {
+  programFlash(
+    address: number,
+    data: Uint8Array,
+  ): { ok: true } | { ok: false; address: number; reason: string } {
     if (!this.isFlash(address, data.length)) {
       return { ok: false, address, reason: 'not flash' };
     }
@@ -264,7 +296,11 @@ export class VirtualChip {
       for (let w = first; w <= last; w++) {
         const [i, m] = bitOf(w);
         if ((bitmap[i]! & m) !== 0) {
-          return { ok: false, address: this.flashBase + w * unit, reason: 'flash word already programmed since erase' };
+          return {
+            ok: false,
+            address: this.flashBase + w * unit,
+            reason: 'flash word already programmed since erase',
+          };
         }
       }
     } else {
@@ -350,11 +386,16 @@ function readHeader(fd: number, file: string): Header {
   readSync(fd, block, 0, HEADER_BYTES, 0);
   try {
     const h = JSON.parse(block.toString('utf8').trimEnd()) as Header;
-    if (h.magic !== 'stm32-hil-virtual-chip' || h.version !== 1 || size < HEADER_BYTES + h.flashSize) throw new Error('bad header');
+    if (h.magic !== 'stm32-hil-virtual-chip' || h.version !== 1 || size < HEADER_BYTES + h.flashSize)
+      throw new Error('bad header');
     return h;
   } catch {
-    throw new ChipError('E_SIM_STATE', `${file} is not a virtual chip state file (delete it to start from an erased chip)`, {
-      file,
-    });
+    throw new ChipError(
+      'E_SIM_STATE',
+      `${file} is not a virtual chip state file (delete it to start from an erased chip)`,
+      {
+        file,
+      },
+    );
   }
 }

@@ -3,7 +3,10 @@ import { HilError } from '../errors.ts';
 /** Raised when an operation's deadline passes. `what` names the operation that gave up. */
 export class DeadlineError extends HilError {
   constructor(what: string, ms: number, details: Record<string, unknown> = {}) {
-    super('E_DEADLINE', `${what}: no answer within ${ms} ms`, { kind: 'device', details: { ...details, deadlineMs: ms } });
+    super('E_DEADLINE', `${what}: no answer within ${ms} ms`, {
+      kind: 'device',
+      details: { ...details, deadlineMs: ms },
+    });
   }
 }
 

@@ -19,7 +19,13 @@ export function parseNumber(text: string): number | undefined {
  * Classic 16-bytes-per-line dump of `data` (which starts at `base`), around `center`.
  * `mark` highlights differing offsets with a trailing `*` column.
  */
-export function hexDump(data: Uint8Array, base: number, from: number, to: number, mark?: (addr: number) => boolean): string {
+export function hexDump(
+  data: Uint8Array,
+  base: number,
+  from: number,
+  to: number,
+  mark?: (addr: number) => boolean,
+): string {
   const lines: string[] = [];
   const start = Math.max(base, from - ((from - base) % 16));
   const end = Math.min(base + data.length, to);
@@ -34,7 +40,9 @@ export function hexDump(data: Uint8Array, base: number, from: number, to: number
       bytes.push(data[a - base]!.toString(16).padStart(2, '0'));
       if (mark?.(a)) marked += ` ${hex32(a)}`;
     }
-    lines.push(`${hex32(line)}  ${bytes.slice(0, 8).join(' ')}  ${bytes.slice(8).join(' ')}${marked ? `  <-${marked}` : ''}`);
+    lines.push(
+      `${hex32(line)}  ${bytes.slice(0, 8).join(' ')}  ${bytes.slice(8).join(' ')}${marked ? `  <-${marked}` : ''}`,
+    );
   }
   return lines.join('\n');
 }
