@@ -6,12 +6,14 @@
 import { hex32 } from '../util/hex.ts';
 import { FirmwareImage, ImageError, type Segment } from './model.ts';
 import {
+  badDigitError,
   charAt,
-  columnOf,
   HEX_DIGITS,
   HEX_VALUE,
-  hasLineBreak,
+  hex2,
   RunCollector,
+  recordError,
+  shortRecordError,
   type TextParser,
 } from './runs.ts';
 
@@ -254,35 +256,11 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
     offset: number,
     final: boolean,
   ): never {
-    if (final && !hasLineBreak(t, p, to)) {
-      this.#fail(
-        'E_HEX_TRUNCATED',
-        'the file ends inside this record: it is incomplete',
-        t,
-        from,
-        p,
-        line,
-        offset,
-        {
-          hint: 'the file was cut short (interrupted copy or download); rebuild or fetch it again',
-        },
-      );
-    }
-    this.#fail('E_HEX_SYNTAX', 'record shorter than its length byte says', t, from, p, line, offset);
+    throw shortRecordError(this.#file, 'E_HEX', 'length', { t, from, p, to, line, offset, final });
   }
 
   #badDigit(t: Uint8Array, from: number, p: number, end: number, line: number, offset: number): never {
-    let q = p + 1;
-    while (q < end && HEX_VALUE[t[q]!]! >= 0) q++;
-    this.#fail(
-      'E_HEX_SYNTAX',
-      `${charAt(t, q, end + 1)} where a hex digit belongs`,
-      t,
-      from,
-      q,
-      line,
-      offset,
-    );
+    throw badDigitError(this.#file, 'E_HEX_SYNTAX', { t, from, p, end, line, offset });
   }
 
   #fail(
@@ -295,18 +273,8 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
     offset: number,
     extra: { hint?: string; details?: Record<string, unknown> } = {},
   ): never {
-    const column = columnOf(t, from, p);
-    throw new ImageError(
-      code,
-      `${this.#file}:${line}:${column}: ${message}`,
-      { file: this.#file, line, column, offset: offset + p, ...extra.details },
-      extra.hint,
-    );
+    throw recordError(this.#file, code, message, { t, from, p, line, offset }, extra);
   }
-}
-
-function hex2(n: number): string {
-  return (n & 0xff).toString(16).toUpperCase().padStart(2, '0');
 }
 
 /** Parses a whole Intel HEX text held in memory. */

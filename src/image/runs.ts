@@ -1,4 +1,4 @@
-import type { Segment } from './model.ts';
+import { ImageError, type Segment } from './model.ts';
 
 /** One stretch of consecutive addresses decoded from a text file, stored at `offset` in the scratch buffer. */
 interface Run {
@@ -139,4 +139,60 @@ export interface TextParser<T> {
   /** Parses text[from, to); `offset` is the file offset of text[0]. */
   feed(text: Uint8Array, from: number, to: number, offset: number, final: boolean): void;
   finish(): T;
+}
+
+/** The error of a text record (HEX, S-record) at byte `p` of the chunk `t` read from `offset`: file:line:column. */
+export function recordError(
+  file: string,
+  code: string,
+  message: string,
+  at: { t: Uint8Array; from: number; p: number; line: number; offset: number },
+  extra: { hint?: string; details?: Record<string, unknown> } = {},
+): ImageError {
+  const column = columnOf(at.t, at.from, at.p);
+  return new ImageError(
+    code,
+    `${file}:${at.line}:${column}: ${message}`,
+    { file, line: at.line, column, offset: at.offset + at.p, ...extra.details },
+    extra.hint,
+  );
+}
+
+/** Something other than a hex digit inside a record: points at the first non-digit after `p`. */
+export function badDigitError(
+  file: string,
+  code: string,
+  at: { t: Uint8Array; from: number; p: number; end: number; line: number; offset: number },
+): ImageError {
+  let q = at.p + 1;
+  while (q < at.end && HEX_VALUE[at.t[q]!]! >= 0) q++;
+  return recordError(file, code, `${charAt(at.t, q, at.end + 1)} where a hex digit belongs`, { ...at, p: q });
+}
+
+/**
+ * A record shorter than its length (HEX) or count (S-record) byte says: in the last chunk without a line break
+ * after it, the file was cut short (`<prefix>_TRUNCATED`); otherwise the record is malformed (`<prefix>_SYNTAX`).
+ */
+export function shortRecordError(
+  file: string,
+  prefix: 'E_HEX' | 'E_SREC',
+  what: string,
+  at: { t: Uint8Array; from: number; p: number; to: number; line: number; offset: number; final: boolean },
+): ImageError {
+  if (at.final && !hasLineBreak(at.t, at.p, at.to)) {
+    return recordError(
+      file,
+      `${prefix}_TRUNCATED`,
+      'the file ends inside this record: it is incomplete',
+      at,
+      {
+        hint: 'the file was cut short (interrupted copy or download); rebuild or fetch it again',
+      },
+    );
+  }
+  return recordError(file, `${prefix}_SYNTAX`, `record shorter than its ${what} byte says`, at);
+}
+
+export function hex2(n: number): string {
+  return (n & 0xff).toString(16).toUpperCase().padStart(2, '0');
 }

@@ -6,14 +6,16 @@
 // diagnostics.
 import path from 'node:path';
 import { hex32 } from '../util/hex.ts';
-import { FirmwareImage, ImageError, type Segment } from './model.ts';
+import { FirmwareImage, type Segment } from './model.ts';
 import {
+  badDigitError,
   charAt,
-  columnOf,
   HEX_DIGITS,
   HEX_VALUE,
-  hasLineBreak,
+  hex2,
   RunCollector,
+  recordError,
+  shortRecordError,
   type TextParser,
 } from './runs.ts';
 
@@ -246,35 +248,11 @@ export class SrecParser implements TextParser<FirmwareImage> {
     offset: number,
     final: boolean,
   ): never {
-    if (final && !hasLineBreak(t, p, to)) {
-      this.#fail(
-        'E_SREC_TRUNCATED',
-        'the file ends inside this record: it is incomplete',
-        t,
-        from,
-        p,
-        line,
-        offset,
-        {
-          hint: 'the file was cut short (interrupted copy or download); rebuild or fetch it again',
-        },
-      );
-    }
-    this.#fail('E_SREC_SYNTAX', 'record shorter than its count byte says', t, from, p, line, offset);
+    throw shortRecordError(this.#file, 'E_SREC', 'count', { t, from, p, to, line, offset, final });
   }
 
   #badDigit(t: Uint8Array, from: number, p: number, end: number, line: number, offset: number): never {
-    let q = p + 1;
-    while (q < end && HEX_VALUE[t[q]!]! >= 0) q++;
-    this.#fail(
-      'E_SREC_SYNTAX',
-      `${charAt(t, q, end + 1)} where a hex digit belongs`,
-      t,
-      from,
-      q,
-      line,
-      offset,
-    );
+    throw badDigitError(this.#file, 'E_SREC_SYNTAX', { t, from, p, end, line, offset });
   }
 
   #fail(
@@ -287,18 +265,8 @@ export class SrecParser implements TextParser<FirmwareImage> {
     offset: number,
     extra: { hint?: string; details?: Record<string, unknown> } = {},
   ): never {
-    const column = columnOf(t, from, p);
-    throw new ImageError(
-      code,
-      `${this.#file}:${line}:${column}: ${message}`,
-      { file: this.#file, line, column, offset: offset + p, ...extra.details },
-      extra.hint,
-    );
+    throw recordError(this.#file, code, message, { t, from, p, line, offset }, extra);
   }
-}
-
-function hex2(n: number): string {
-  return (n & 0xff).toString(16).toUpperCase().padStart(2, '0');
 }
 
 function headerText(bytes: Uint8Array): string {
