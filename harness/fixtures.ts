@@ -234,5 +234,7 @@ export function verifyText(report: VerifyReport | undefined): string {
   if (!report) return 'not verified';
   if (report.ok) return `ok (${report.bytes} bytes)`;
   const first = report.first ? mismatchLine(report.first) : 'mismatch';
+  // The dump goes into the Allure report beside the failure, as the trace and the CLI output do.
+  if (report.dump) void allure.attachment('verify mismatch dump', `${first}\n\n${report.dump}`, 'text/plain');
   return `${first}; ${report.mismatches} byte(s) differ in sector(s) ${report.sectors.map((s) => s.index).join(', ')}\n${report.dump ?? ''}`;
 }
