@@ -32,6 +32,7 @@ if (!process.argv.includes('--from-pcap')) {
     image,
     shares: [
       { tag: 'hostroot', path: '/', readonly: true },
+      { tag: 'repo', path: REPO_ROOT, readonly: true },
       { tag: 'out', path: out, readonly: false },
     ],
     env: {

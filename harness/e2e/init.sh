@@ -27,6 +27,14 @@ mount -t devtmpfs devtmpfs /host/dev || fail "mount /host/dev"
 mount -t tmpfs -o mode=1777 tmpfs /host/tmp || fail "mount /host/tmp"
 mount -t tmpfs tmpfs /host/run || fail "mount /host/run"
 mkdir -p /host/tmp/e2e-out /host/tmp/home
+# A repository under /tmp or /run (a CI clone, say) is hidden by the guest's own tmpfs: mount it there again.
+case "$E2E_REPO" in
+  /tmp/* | /run/*)
+    mkdir -p "/host$E2E_REPO"
+    mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 repo "/host$E2E_REPO" ||
+      fail "mount of the repository (9p) failed"
+    ;;
+esac
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out /host/tmp/e2e-out || fail "mount of the results directory (9p) failed"
 ip link set lo up || fail "loopback"
 

@@ -119,6 +119,7 @@ if (unavailable && inCi) {
       image: image!,
       shares: [
         { tag: 'hostroot', path: '/', readonly: true },
+        { tag: 'repo', path: REPO_ROOT, readonly: true },
         { tag: 'out', path: out, readonly: false },
       ],
       env: {
