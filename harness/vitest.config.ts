@@ -11,5 +11,12 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // CI asks for a JSON summary too (HIL_JSON_REPORT=file) to print one plain closing line.
+    reporters: [
+      'default',
+      ...(process.env.HIL_JSON_REPORT
+        ? [['json', { outputFile: process.env.HIL_JSON_REPORT }] as ['json', { outputFile: string }]]
+        : []),
+    ],
   },
 });

@@ -26,6 +26,9 @@ export default defineConfig({
       'default',
       './harness/e2e/reporter.ts',
       ['allure-vitest/reporter', { resultsDir: path.join(reportsDir, 'allure-results') }],
+      ...(process.env.HIL_JSON_REPORT
+        ? [['json', { outputFile: process.env.HIL_JSON_REPORT }] as ['json', { outputFile: string }]]
+        : []),
     ],
   },
 });
