@@ -6,24 +6,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import { noise } from '../harness/images.ts';
 import { DfuseHost } from '../src/dfu/index.ts';
 import { FirmwareImage } from '../src/image/model.ts';
 import { createVirtualBoard } from '../src/sim/board.ts';
 import { realClock } from '../src/util/clock.ts';
 
 const KiB = 1024;
-
-function noise(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 const image = new FirmwareImage('bin', 'bench-1.5MiB');
 image.add({ name: 'bank1', address: 0x0800_0000, data: noise(768 * KiB, 1), source: { file: 'bench' } });

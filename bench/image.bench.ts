@@ -11,6 +11,7 @@ import nrfModule from 'nrf-intel-hex';
 // nrf-intel-hex is CommonJS: at run time the default import is the MemoryMap class itself.
 const nrf = ((nrfModule as { default?: unknown }).default ?? nrfModule) as typeof nrfModule.default;
 
+import { noise } from '../harness/images.ts';
 import {
   FirmwareImage,
   parseImage,
@@ -24,18 +25,6 @@ import {
 const MiB = 1024 * 1024;
 
 /** Deterministic pseudo-random bytes (xorshift32): incompressible like real code. */
-function noise(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
 function twoBankImage(bank1: number, bank2: number): FirmwareImage {
   const img = new FirmwareImage('bin', 'bench');
   img.add({ name: 'bank1', address: 0x0800_0000, data: noise(bank1, 1), source: { file: 'bench' } });

@@ -9,8 +9,15 @@ export async function fixtureImage(name: string): Promise<FirmwareImage> {
   return readImage(path.join(REPO_ROOT, 'harness/fixtures/firmware/out', name));
 }
 
+/** `n` deterministic pseudo-random bytes (xorshift32) from `seed`: test and bench data that compresses to nothing. */
+export function noise(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  fill(out, seed, false);
+  return out;
+}
+
 /** Deterministic bytes (xorshift32): every sector gets different content, so a misplaced block shows. */
-function fill(data: Uint8Array, seed: number): void {
+function fill(data: Uint8Array, seed: number, vectorTable = true): void {
   let x = seed >>> 0 || 1;
   for (let i = 0; i < data.length; i += 4) {
     x ^= x << 13;
@@ -25,7 +32,7 @@ function fill(data: Uint8Array, seed: number): void {
   }
   // A vector table as linkers write it: initial SP at the very end of RAM (0x24080000, the end of the H743's AXI
   // SRAM, as in the seed 004 image whose byte 0x08000002 is 0x08), reset handler in flash with the thumb bit.
-  if (data.length >= 8) {
+  if (vectorTable && data.length >= 8) {
     data.set([0x00, 0x00, 0x08, 0x24, 0x99, 0x02, 0x00, 0x08], 0);
   }
 }
