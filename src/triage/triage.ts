@@ -175,7 +175,7 @@ const bank2EraseHang: Signature = (log) => {
       'ST AN2606 (STM32H74xxx/75xxx bootloader versions): V9.0 on rev V parts hangs on a bank 2 page erase over USB DFU (the device stays dfuDNBUSY); V9.1 reports the erase done while bank 2 is still erasing; fixed in V9.2',
       'rev Y parts with bootloader 0xD2 erase bank 2 fine, so the same host and file work on older boards',
     ],
-    next: 'use a mass erase instead of page erases (`stm32-hil dfu flash FILE --board ID --mass-erase --force`, or `dfu-util -a 0 -s 0x08000000:force:mass-erase:leave -D fw.dfu`), or program bank 2 over SWD; `stm32-hil board identify` shows the bootloader version',
+    next: 'use a mass erase instead of page erases (`stm32-hil flash FILE --board ID --mass-erase --force`, or `dfu-util -a 0 -s 0x08000000:force:mass-erase:leave -D fw.dfu`), or program bank 2 over SWD; `stm32-hil board identify` shows the bootloader version',
     suite: 'bank2-write',
   };
 };
@@ -305,7 +305,7 @@ const falseFailureAfterLeave: Signature = (log) => {
     causes: [
       'the ST ROM bootloader is not manifestation tolerant: after the leave request it jumps to the application and drops off the bus before answering the last GETSTATUS (ST AN3156, leave); dfu-util then reports an error and exits 74',
     ],
-    next: 'trust a read-back, not the exit code: `stm32-hil dfu verify FILE --board ID` (stm32-hil treats a device that vanishes after leave as success)',
+    next: 'trust a read-back, not the exit code: `stm32-hil verify FILE --board ID` (stm32-hil treats a device that vanishes after leave as success)',
     suite: 'bootloader-entry',
   };
 };
@@ -335,7 +335,7 @@ const libusbPipe: Signature = (log) => {
       'an address the bootloader refuses (outside flash/RAM it allows, or protected by RDP) in the command before',
       'the device reset or left DFU mode in the middle of the session (watchdog, brown-out, a leave)',
     ],
-    next: 'repeat with a trace (`stm32-hil dfu flash FILE --board ID --trace out.pcapng`, or `dfu-util -v -v`) and look at the request before the stall; power-cycle into the bootloader and retry',
+    next: 'repeat with a trace (`stm32-hil flash FILE --board ID --trace out.pcapng`, or `dfu-util -v -v`) and look at the request before the stall; power-cycle into the bootloader and retry',
     suite: 'bootloader-entry',
   };
 };
