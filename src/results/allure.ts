@@ -38,7 +38,16 @@ export async function generateAllureReport(opts: AllureReportOptions): Promise<s
       name: opts.name ?? 'stm32-hil',
       output: opts.outDir,
       historyPath: opts.historyFile,
-      plugins: { awesome: { options: { reportName: opts.name ?? 'stm32-hil', singleFile: false } } },
+      // One file that opens from disk (no server); tests grouped by board, then suite (labels set by harness/fixtures.ts).
+      plugins: {
+        awesome: {
+          options: {
+            reportName: opts.name ?? 'stm32-hil',
+            singleFile: true,
+            groupBy: ['board', 'hilSuite'],
+          },
+        },
+      },
     })};\n`,
   );
   const run = await execa(process.execPath, [cli, 'generate', opts.resultsDir, '--config', config], {
