@@ -1,3 +1,5 @@
+import { accessSync, constants } from 'node:fs';
+import { sysCode } from '../errors.ts';
 import { throwIfAborted } from '../util/abort.ts';
 import { type Clock, realClock } from '../util/clock.ts';
 import { classifyUsbFailure } from './control.ts';
@@ -275,6 +277,43 @@ function safeGet<T>(get: () => T): T | undefined {
   }
 }
 
+/**
+ * The usbfs node of a device this process may not open (Linux: /dev/bus/usb/BBB/DDD), or undefined when it may,
+ * or when there is no such node to check. node-usb 3.1 was seen to abort the whole process (V8 "Check failed",
+ * or a segmentation fault) now and then when its open is refused, in the QEMU lane's unprivileged run, so the
+ * harness refuses first, with the udev hint, and never enters that path.
+ */
+function usbfsDenied(n: NodeUsbDevice): string | undefined {
+  if (!/^\d+$/.test(String(n.bus)) || typeof n.address !== 'number') return undefined;
+  const node = `/dev/bus/usb/${String(Number(n.bus)).padStart(3, '0')}/${String(n.address).padStart(3, '0')}`;
+  try {
+    accessSync(node, constants.R_OK | constants.W_OK);
+    return undefined;
+  } catch (e) {
+    return sysCode(e) === 'EACCES' || sysCode(e) === 'EPERM' ? node : undefined;
+  }
+}
+
+/** `d` with an `open` that fails with E_USB_PERMISSION (naming the device node) instead of calling node-usb. */
+function refusingOpen(d: USBDevice, node: string): USBDevice {
+  return new Proxy(d, {
+    get(target, prop) {
+      if (prop === 'open') {
+        return async () => {
+          throw new UsbError(
+            'E_USB_PERMISSION',
+            `open on ${hex4(target.vendorId)}:${hex4(target.productId)}: permission denied on ${node}`,
+            { node },
+            permissionHint(target.vendorId, target.productId),
+          );
+        };
+      }
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
 /** Real devices through node-usb 3 (WebUSB API with every device allowed). */
 export class NodeUsbBackend implements UsbBackend {
   readonly name = 'usb';
@@ -312,14 +351,16 @@ export class NodeUsbBackend implements UsbBackend {
     }
     return devices.map((d) => {
       const n = d as NodeUsbDevice;
+      const denied = usbfsDenied(n);
       return {
-        device: d,
+        device: denied ? refusingOpen(d, denied) : d,
         vendorId: d.vendorId,
         productId: d.productId,
         bcdDevice: (d.deviceVersionMajor << 8) | (d.deviceVersionMinor << 4) | d.deviceVersionSubminor,
-        serial: safeGet(() => d.serialNumber) ?? undefined,
-        manufacturer: safeGet(() => d.manufacturerName) ?? undefined,
-        product: safeGet(() => d.productName) ?? undefined,
+        // Without access to the device node the getters would make node-usb open it (see usbfsDenied).
+        serial: denied ? undefined : (safeGet(() => d.serialNumber) ?? undefined),
+        manufacturer: denied ? undefined : (safeGet(() => d.manufacturerName) ?? undefined),
+        product: denied ? undefined : (safeGet(() => d.productName) ?? undefined),
         portPath: portPathOf(String(n.bus ?? '?'), n.ports ?? []),
         backend: this.name,
         ...(typeof n.address === 'number' ? { address: n.address } : {}),
