@@ -43,10 +43,9 @@ step() {
   shift
   note "step $name: $*"
   t0=$(now_ms)
-  # Under QEMU TCG, the unprivileged Node run now and then dies at random points (a V8 "Check failed" abort,
-  # exit 133, or a segmentation fault, exit 139), with or without a compile cache and before or after the USB
-  # access check; the same run on the host never does. Such a run is tried again (at most 4 times, said in
-  # the log and counted in steps.jsonl); any other exit code stands.
+  # A Node crash under emulation (a V8 "Check failed" abort, exit 133, or a segmentation fault, exit 139; seen
+  # with the guest CPU's memory protection keys, now off in vm.ts) is tried again, at most 4 times, said in the
+  # log and counted in steps.jsonl; any other exit code stands.
   tries=0
   while :; do
     timeout 300 "$@" > "$OUT/$name.log" 2>&1
