@@ -106,20 +106,16 @@ function gitRevision(): string | null {
 export async function runFarm(opts: RunOptions): Promise<RunResult> {
   const { config } = opts;
   const log = opts.log ?? (() => {});
-  const suites = opts.suites?.length ? opts.suites : availableSuites();
-  const unknownSuites = suites.filter((s) => !availableSuites().includes(s));
+  const known = availableSuites();
+  const suites = opts.suites?.length ? opts.suites : known;
+  const unknownSuites = suites.filter((s) => !known.includes(s));
   if (unknownSuites.length) {
     throw new UsageError(`unknown suite ${unknownSuites.join(', ')}`, {
       code: 'E_SUITE_UNKNOWN',
-      hint: `suites: ${availableSuites().join(', ')}`,
+      hint: `suites: ${known.join(', ')}`,
     });
   }
-  const selected = selectBoards(config, opts.boards, undefined);
-  const byTag = opts.tags?.length
-    ? selected.filter((b) => opts.tags!.every((t) => b.tags.includes(t)))
-    : selected;
-  if (byTag.length === 0)
-    throw new UsageError(`no board carries tag ${opts.tags!.join(',')}`, { code: 'E_NO_BOARDS' });
+  const selected = selectBoards(config, opts.boards, opts.tags);
 
   const storeFile = defaultStorePath(config.stateDir);
   const store = openStore(storeFile);
@@ -137,7 +133,7 @@ export async function runFarm(opts: RunOptions): Promise<RunResult> {
   const leases: Lease[] = [];
   const skippedBoards: RunResult['skippedBoards'] = [];
   const boards: BoardConfig[] = [];
-  for (const b of byTag) {
+  for (const b of selected) {
     try {
       leases.push(acquireLease(config.stateDir, b.id, { owner: `stm32-hil run #${run.id}`, ttlMs: 120_000 }));
       boards.push(b);

@@ -2,18 +2,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { hexBytes } from '../power/errors.ts';
-import { type PtyRelay, ptyUnavailable, servePtyRelay } from '../power/sim/pty.ts';
+import { type PtyRelay, servePtyRelay } from '../power/sim/pty.ts';
 import { type RelayBoardFaults, VirtualRelayBoard } from '../power/sim/relay-board.ts';
+import { describePty } from '../power/sim/testing.ts';
 import { main } from './main.ts';
-
-/** Tests on real pseudo-terminals (socat): skipped, with the reason, where socat is missing outside CI. */
-const describePty = (title: string, fn: () => void) =>
-  describe.skipIf(ptyUnavailable !== undefined)(
-    ptyUnavailable ? `${title} [skipped: ${ptyUnavailable}]` : title,
-    fn,
-  );
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

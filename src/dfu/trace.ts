@@ -1,19 +1,13 @@
-import type { TransferOutcome, TransferRecord } from '../usb/control.ts';
+import type { TransferRecord } from '../usb/control.ts';
 import type { SetupPacket } from '../usb/types.ts';
 import type { Clock } from '../util/clock.ts';
 import { DFU_REQUEST_NAMES } from './protocol.ts';
 
-/** One control transfer in the transaction trace, with what the host knew of the DFU state after it. */
-export interface TraceEntry {
-  seq: number;
-  /** ms on the host's clock since the trace started. */
-  start: number;
-  end: number;
-  setup: SetupPacket;
-  dataOut?: Uint8Array;
-  dataIn?: Uint8Array;
-  outcome: TransferOutcome;
-  error?: string;
+/**
+ * One control transfer in the transaction trace (times in ms on the host's clock since the trace started), with
+ * what the host knew of the DFU state after it.
+ */
+export interface TraceEntry extends TransferRecord {
   /** "DFU_GETSTATUS", "GET_DESCRIPTOR(CONFIGURATION)", ... */
   request: string;
   /** What the host was doing: "erase 0x08100000", "block 7 @ 0x08001400". */

@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PortPool } from '../power/pool.ts';
-import { type PtyRelay, ptyUnavailable, servePtyRelay } from '../power/sim/pty.ts';
+import { type PtyRelay, servePtyRelay } from '../power/sim/pty.ts';
 import { VirtualRelayBoard } from '../power/sim/relay-board.ts';
+import { describePty } from '../power/sim/testing.ts';
 import { createBoardSwitches } from '../power/switch.ts';
 import { createVirtualBoard, type VirtualBoard } from '../sim/board.ts';
 import { ENUMERATION_MS } from '../sim/timing.ts';
@@ -20,13 +21,6 @@ import {
   virtualPresence,
 } from './board-state.ts';
 import type { BoardConfig, FaultsConfig, RelayConfig } from './schema.ts';
-
-/** Tests on real pseudo-terminals (socat): skipped, with the reason, where socat is missing outside CI. */
-const describePty = (title: string, fn: () => void) =>
-  describe.skipIf(ptyUnavailable !== undefined)(
-    ptyUnavailable ? `${title} [skipped: ${ptyUnavailable}]` : title,
-    fn,
-  );
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

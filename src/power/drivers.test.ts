@@ -1,26 +1,20 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import type { RelayConfig } from '../farm/schema.ts';
 import type { RelayDriver } from './driver.ts';
 import { lcusFrame } from './drivers/lcus.ts';
 import { hexBytes } from './errors.ts';
 import { PortPool } from './pool.ts';
-import { type PtyRelay, ptyUnavailable, servePtyRelay } from './sim/pty.ts';
+import { type PtyRelay, servePtyRelay } from './sim/pty.ts';
 import {
   type RelayBoardFaults,
   VirtualRelayBoard,
   type VirtualRelayBoardOptions,
 } from './sim/relay-board.ts';
+import { describePty } from './sim/testing.ts';
 import { createRelayDriver, RelaySwitch } from './switch.ts';
-
-/** Tests on real pseudo-terminals (socat): skipped, with the reason, where socat is missing outside CI. */
-const describePty = (title: string, fn: () => void) =>
-  describe.skipIf(ptyUnavailable !== undefined)(
-    ptyUnavailable ? `${title} [skipped: ${ptyUnavailable}]` : title,
-    fn,
-  );
 
 /*
  * Every driver against a simulated relay board behind a real pseudo-terminal (socat), through serialport's

@@ -15,16 +15,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { acquirePortLock, lockFileFor } from './lock.ts';
 import { PortPool } from './pool.ts';
 import { nodeSerialBinding, type SerialBinding } from './serial.ts';
-import { type PtyRelay, ptyUnavailable, servePtyRelay } from './sim/pty.ts';
+import { type PtyRelay, servePtyRelay } from './sim/pty.ts';
 import { VirtualRelayBoard } from './sim/relay-board.ts';
+import { describePty } from './sim/testing.ts';
 import { createRelayDriver, RelaySwitch } from './switch.ts';
-
-/** Tests on real pseudo-terminals (socat): skipped, with the reason, where socat is missing outside CI. */
-const describePty = (title: string, fn: () => void) =>
-  describe.skipIf(ptyUnavailable !== undefined)(
-    ptyUnavailable ? `${title} [skipped: ${ptyUnavailable}]` : title,
-    fn,
-  );
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

@@ -653,20 +653,15 @@ export class ResultsStore {
   }
 
   outcomes(filter: OutcomeFilter = {}): OutcomeRow[] {
-    const where: string[] = [];
-    const params: SQLInputValue[] = [];
-    const add = (sql: string, v: SQLInputValue | undefined) => {
-      if (v === undefined) return;
-      where.push(sql);
-      params.push(v);
-    };
-    add('run_id = ?', filter.runId);
-    add('run_id >= ?', filter.sinceRun);
-    add('board_id = ?', filter.board);
-    add('part = ?', filter.part);
-    add('bootloader = ?', filter.bootloader);
-    add('suite = ?', filter.suite);
-    add('test = ?', filter.test);
+    const { where, params } = conditions([
+      ['run_id = ?', filter.runId],
+      ['run_id >= ?', filter.sinceRun],
+      ['board_id = ?', filter.board],
+      ['part = ?', filter.part],
+      ['bootloader = ?', filter.bootloader],
+      ['suite = ?', filter.suite],
+      ['test = ?', filter.test],
+    ]);
     if (filter.statuses) {
       const ok = filter.statuses.filter((x) => OUTCOME_STATUSES.includes(x));
       where.push(ok.length ? `status IN (${ok.map((x) => `'${x}'`).join(', ')})` : '0');
@@ -751,17 +746,12 @@ export class ResultsStore {
   }
 
   measurements(filter: MeasurementFilter = {}): MeasurementRow[] {
-    const where: string[] = [];
-    const params: SQLInputValue[] = [];
-    const add = (sql: string, v: SQLInputValue | undefined) => {
-      if (v === undefined) return;
-      where.push(sql);
-      params.push(v);
-    };
-    add('run_id = ?', filter.runId);
-    add('run_id >= ?', filter.sinceRun);
-    add('board_id = ?', filter.board);
-    add('name = ?', filter.name);
+    const { where, params } = conditions([
+      ['run_id = ?', filter.runId],
+      ['run_id >= ?', filter.sinceRun],
+      ['board_id = ?', filter.board],
+      ['name = ?', filter.name],
+    ]);
     const sql = `SELECT * FROM measurements ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY run_id, id`;
     return this.#all(sql, ...params).map(toMeasurement);
   }
@@ -814,6 +804,15 @@ export class ResultsStore {
  * Opens (and creates or migrates) the results store at `file`. Several processes may hold it open at
  * once; each write waits up to `busyTimeoutMs` for the others.
  */
+/** The WHERE conditions (and their parameters) of the filter fields that are set. */
+function conditions(pairs: Array<[string, SQLInputValue | undefined]>): {
+  where: string[];
+  params: SQLInputValue[];
+} {
+  const set = pairs.filter((p): p is [string, SQLInputValue] => p[1] !== undefined);
+  return { where: set.map(([sql]) => sql), params: set.map(([, v]) => v) };
+}
+
 export function openStore(file: string, options: OpenStoreOptions = {}): ResultsStore {
   const resolved = file === ':memory:' ? file : path.resolve(file);
   if (resolved !== ':memory:') {
