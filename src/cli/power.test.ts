@@ -35,12 +35,13 @@ async function cli(
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
 
-function farm(boards: string): string {
+/** A farm file; relays get `relayMs` to answer (5 s: a loaded machine answers in time; a mute relay test shortens it). */
+function farm(boards: string, relayMs = 5000): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'power-cli-'));
   const file = path.join(dir, 'boards.yaml');
   writeFileSync(
     file,
-    `farm: { stateDir: state, timeScale: 50 }\ndeadlines: { enumerationMs: 5000, relayMs: 300 }\nretries: { transition: 1 }\nboards:\n${boards}`,
+    `farm: { stateDir: state, timeScale: 50 }\ndeadlines: { enumerationMs: 5000, relayMs: ${relayMs} }\nretries: { transition: 1 }\nboards:\n${boards}`,
   );
   return file;
 }
@@ -120,7 +121,7 @@ describePty('stm32-hil power / boot / serial', () => {
 
   it('exits 3 with the relay error for a relay that does not answer or a port that does not exist', async () => {
     const r = await relay({ mute: true });
-    const mute = await cli(farm(realBoard(r.path)), 'power', 'on', '--board', 'r');
+    const mute = await cli(farm(realBoard(r.path), 300), 'power', 'on', '--board', 'r');
     expect(mute.code).toBe(3);
     expect(mute.stderr).toMatch(
       /^stm32-hil: error E_RELAY_NO_ANSWER: lcus relay .* status \(FF\): no answer within 300 ms\n/,

@@ -87,7 +87,8 @@ function rig(
   const switches = createBoardSwitches(config, {
     virtualBoard: () => vb,
     clock,
-    ...(opts.pool ? { pool: opts.pool, answerMs: 400 } : {}),
+    // Relays on ptys answer in ~50 ms; 5 s keeps a loaded CI machine from missing a reply.
+    ...(opts.pool ? { pool: opts.pool, answerMs: 5000 } : {}),
   });
   const control = boardControl(config, {
     switches,

@@ -634,7 +634,7 @@ describe('USB/IP server: replaying what Linux 6.1 sent (harness/e2e/capture.ts)'
       for (const msg of clientMessages(stream.client)) {
         const before = c.buffered;
         c.send(msg);
-        await waitFor('an answer', () => c.buffered !== before || c.ended, 200).catch(() => {});
+        await waitFor('an answer', () => c.buffered !== before || c.ended, 1500).catch(() => {});
         let last = -1;
         while (c.buffered !== last && !c.ended) {
           last = c.buffered;
