@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -64,6 +64,22 @@ describe('stm32-hil run on a virtual farm', () => {
     expect(verdict(0x90, 0x92, 'page erase and program bank 2')?.verdict).toBe('fixed');
     expect(verdict(0xd2, 0x90, 'mass erase then program bank 2')?.verdict).toBe('unchanged');
     expect(result.analysis.verdict).toBe('pass');
+    // The Allure results agree with the store: the hang is a failed test of the chip, not a broken harness.
+    const allure = readdirSync(result.allureResultsDir)
+      .filter((f) => f.endsWith('-result.json'))
+      .map(
+        (f) =>
+          JSON.parse(readFileSync(path.join(result.allureResultsDir, f), 'utf8')) as {
+            name: string;
+            status: string;
+            labels: { name: string; value: string }[];
+          },
+      );
+    const allureStatus = (board: string, test: string) =>
+      allure.find((r) => r.name === test && r.labels.some((l) => l.name === 'board' && l.value === board))
+        ?.status;
+    expect(allureStatus('h743-90', 'page erase and program bank 2')).toBe('failed');
+    expect(allureStatus('h743-d2', 'page erase and program bank 2')).toBe('passed');
     // Every outcome is in the store, with the board's bootloader version.
     const store = openStore(result.storeFile, { create: false });
     expect(store.outcomes({ runId: result.runId }).filter((o) => o.bootloader === 0x90)).toHaveLength(2);

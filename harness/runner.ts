@@ -9,6 +9,7 @@ import type { BoardConfig } from '../src/farm/schema.ts';
 import { type Analysis, analyse } from '../src/results/regressions.ts';
 import { defaultStorePath, openStore } from '../src/results/store.ts';
 import { REPO_ROOT } from './paths.ts';
+import { HilAllureReporter } from './reporters/allure-reporter.ts';
 import { type OutcomeEvent, StoreReporter } from './reporters/store-reporter.ts';
 
 export { REPO_ROOT };
@@ -174,7 +175,7 @@ export async function runFarm(opts: RunOptions): Promise<RunResult> {
           maxWorkers: Math.min(boards.length, 64),
           testTimeout: config.deadlines?.operationMs ?? 600_000,
           hookTimeout: config.deadlines?.operationMs ?? 600_000,
-          reporters: [reporter, ['allure-vitest/reporter', { resultsDir: allureResultsDir }]],
+          reporters: [reporter, new HilAllureReporter({ resultsDir: allureResultsDir })],
           projects: boards.map((b) => ({
             test: {
               name: b.id,

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { defineConfig } from 'vitest/config';
 import { configPath, loadConfig } from '../../src/farm/config.ts';
+import { HilAllureReporter } from '../reporters/allure-reporter.ts';
 
 // The end-to-end lane (npm run test:e2e): boots a Linux guest under QEMU and drives the virtual boards over
 // USB/IP with dfu-util and stm32-hil. Kept out of `npm test` (harness/vitest.config.ts excludes harness/e2e).
@@ -25,7 +26,7 @@ export default defineConfig({
     reporters: [
       'default',
       './harness/e2e/reporter.ts',
-      ['allure-vitest/reporter', { resultsDir: path.join(reportsDir, 'allure-results') }],
+      new HilAllureReporter({ resultsDir: path.join(reportsDir, 'allure-results') }),
       ...(process.env.HIL_JSON_REPORT
         ? [['json', { outputFile: process.env.HIL_JSON_REPORT }] as ['json', { outputFile: string }]]
         : []),
