@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -28,6 +28,7 @@ export async function generateAllureReport(opts: AllureReportOptions): Promise<s
       hint: 'run `stm32-hil run` (or `npm start`) first',
     });
   }
+  pruneAllureResults(opts.resultsDir);
   mkdirSync(opts.outDir, { recursive: true });
   // The package exports no path to its CLI; it sits beside dist/ in the package folder.
   const cli = path.join(path.dirname(createRequire(import.meta.url).resolve('allure')), '..', 'cli.js');
@@ -72,4 +73,64 @@ export async function generateAllureReport(opts: AllureReportOptions): Promise<s
     );
   }
   return path.join(opts.outDir, 'index.html');
+}
+
+interface AllureStep {
+  attachments?: { source?: string }[];
+  steps?: AllureStep[];
+}
+interface AllureResultFile extends AllureStep {
+  uuid?: string;
+  historyId?: string;
+  fullName?: string;
+  start?: number;
+  stop?: number;
+}
+
+function attachmentSources(step: AllureStep, into: Set<string>): Set<string> {
+  for (const a of step.attachments ?? []) if (a.source) into.add(a.source);
+  for (const s of step.steps ?? []) attachmentSources(s, into);
+  return into;
+}
+
+/**
+ * Keeps the newest result of each test (Allure's historyId: test and board) and drops older ones with the
+ * attachments only they used. Every run adds its results to the folder; kept forever, a nightly farm's folder
+ * grows without bound, report generation slows past its deadline, and Allure shows last week's outcomes as
+ * retries of tonight's. The trend lives on in the history file and every outcome in the results store.
+ * Safe beside a run still writing: only files a superseded result names are removed.
+ */
+export function pruneAllureResults(dir: string): { removedResults: number; removedAttachments: number } {
+  const newest = new Map<string, { file: string; result: AllureResultFile }>();
+  const superseded: { file: string; result: AllureResultFile }[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('-result.json'))) {
+    let result: AllureResultFile;
+    try {
+      result = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as AllureResultFile;
+    } catch {
+      continue; // being written, or not ours to judge
+    }
+    const key = result.historyId ?? result.fullName;
+    if (!key) continue;
+    const entry = { file, result };
+    const held = newest.get(key);
+    const when = (r: AllureResultFile) => r.stop ?? r.start ?? 0;
+    if (!held) newest.set(key, entry);
+    else if (when(result) > when(held.result)) {
+      superseded.push(held);
+      newest.set(key, entry);
+    } else superseded.push(entry);
+  }
+  const kept = new Set<string>();
+  for (const { result } of newest.values()) attachmentSources(result, kept);
+  let removedAttachments = 0;
+  for (const { file, result } of superseded) {
+    rmSync(path.join(dir, file), { force: true });
+    for (const source of attachmentSources(result, new Set())) {
+      if (kept.has(source) || path.basename(source) !== source) continue;
+      rmSync(path.join(dir, source), { force: true });
+      removedAttachments++;
+    }
+  }
+  return { removedResults: superseded.length, removedAttachments };
 }
