@@ -54,7 +54,11 @@ describe('pruneAllureResults', () => {
       stop: 1,
       attachments: [{ source: 'shared-attachment.txt' }, { source: outside }],
     });
-    write(dir, 'a2-result.json', { historyId: 't', stop: 2, attachments: [{ source: 'shared-attachment.txt' }] });
+    write(dir, 'a2-result.json', {
+      historyId: 't',
+      stop: 2,
+      attachments: [{ source: 'shared-attachment.txt' }],
+    });
     write(dir, 'shared-attachment.txt', 's');
     expect(pruneAllureResults(dir)).toEqual({ removedResults: 1, removedAttachments: 0 });
     expect(readdirSync(dir).sort()).toEqual(['a2-result.json', 'shared-attachment.txt']);
