@@ -5,6 +5,9 @@ import { PassThrough } from 'node:stream';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isHilError } from '../errors.ts';
+import { loadConfig } from '../farm/config.ts';
+import { RDP_LEVEL1, VirtualChip } from '../sim/chip.ts';
+import { chipStateFile } from '../sim/paths.ts';
 import { createContext } from './context.ts';
 import { registerDfuCommands } from './dfu.ts';
 
@@ -45,7 +48,7 @@ async function run(...args: string[]): Promise<{ code: number; stdout: string; s
     await program.parseAsync(['--config', config, ...args], { from: 'user' });
   } catch (e) {
     if (!isHilError(e)) throw e;
-    stderr += `error ${e.code}: ${e.message}\n`;
+    stderr += `error ${e.code}: ${e.message}\n${e.hint ? `  hint: ${e.hint}\n` : ''}`;
     code = e.exitCode;
   }
   return { code, stdout, stderr };
@@ -96,6 +99,45 @@ describe('stm32-hil dfu list / flash / read / verify on virtual boards', () => {
     const r = await run('flash', img, '--board', 'weak', '--verify');
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('Data mismatch found at address 0x08000002 (byte = 0x00 instead of 0x08)');
+  });
+
+  it('unprotect: refused without --force; with it a board at RDP level 1 is erased and readable again', async () => {
+    const cfg = loadConfig(config);
+    const board = cfg.boards.find((b) => b.id === 'y')!;
+    const chip = VirtualChip.open(chipStateFile(cfg, board), {
+      part: 'stm32h743',
+      chipRevision: 'Y',
+      bootloader: 0xd2,
+    });
+    chip.programFlash(0x08000000, new Uint8Array(32).fill(0x5a));
+    chip.setOptions({ rdp: RDP_LEVEL1 });
+    chip.close();
+    const out = path.join(dir, 'rdp.bin');
+    const read = () => run('read', '--board', 'y', '--address', '0x08000000', '--length', '32', '-o', out);
+
+    const locked = await read();
+    expect(locked.code).not.toBe(0);
+    expect(locked.stderr).toMatch(/RDP level 1/);
+    expect(locked.stderr).toMatch(/stm32-hil unprotect --force/);
+
+    const refused = await run('unprotect', '--board', 'y');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/E_DFU_PERMISSION: a read unprotect needs explicit permission/);
+
+    const done = await run('--json', 'unprotect', '--board', 'y', '--force');
+    expect(done.code, done.stderr).toBe(0);
+    expect(JSON.parse(done.stdout)).toMatchObject({ readUnprotect: 'accepted' });
+
+    const after = await read();
+    expect(after.code, after.stderr).toBe(0);
+    expect(readFileSync(out)).toEqual(Buffer.alloc(32, 0xff));
+    const reopened = VirtualChip.open(chipStateFile(cfg, board), {
+      part: 'stm32h743',
+      chipRevision: 'Y',
+      bootloader: 0xd2,
+    });
+    expect(reopened.rdpLevel).toBe(0);
+    reopened.close();
   });
 
   it('usage and input errors exit 2: mass erase without --force, the SRAM4 image, two targets', async () => {

@@ -360,6 +360,35 @@ export const registerDfuCommands: RegisterCommands = (program, ctx) => {
     );
 
   program
+    .command('unprotect')
+    .description(
+      'remove read protection (RDP level 1 to 0) over USB DFU: the chip erases its whole flash and resets (needs --force)',
+    )
+    .option('--board <id>', 'board from boards.yaml')
+    .option('--usb <spec>', 'USB device: VID:PID, VID:PID:SERIAL or VID:PID@PORTPATH')
+    .option('--force', 'allow it: every byte of flash is lost')
+    .option('--trace <out>', 'write every control transfer to OUT (.pcapng or .txt)')
+    .action(async (o: TargetOptions & { force?: boolean; trace?: string }) => {
+      const permissions = o.force ? Permissions.none().allowReadUnprotect() : Permissions.none();
+      // Refused before the board is touched (leased, powered, enumerated).
+      permissions.require('read-unprotect', 'a read unprotect');
+      const t = await openTarget(ctx, o, !!o.trace);
+      try {
+        await t.host.readUnprotect(permissions, {
+          signal: ctx.signal,
+          ...(t.operationMs ? { deadlineMs: t.operationMs } : {}),
+        });
+        ctx.result(
+          { target: t.label, readUnprotect: 'accepted' },
+          `read unprotect accepted by ${t.label}: the chip erases its flash, drops read protection to level 0 and resets`,
+        );
+      } finally {
+        writeTrace(ctx, t, o.trace);
+        await t.close();
+      }
+    });
+
+  program
     .command('verify <file>')
     .description('compare the device memory with an image (UPLOAD and compare)')
     .option('--board <id>', 'board from boards.yaml')

@@ -207,7 +207,7 @@ export class Dfuse {
               `read at ${hex32(at)} refused: read protection (RDP level 1) is active`,
               {
                 details: err.details,
-                hint: 'the flash cannot be read over DFU at RDP level 1; a read unprotect (--unprotect --force) erases it and drops protection',
+                hint: 'the flash cannot be read over DFU at RDP level 1; `stm32-hil unprotect --force` (Read Unprotect) erases it and drops protection',
                 cause: err,
               },
             );

@@ -33,11 +33,11 @@ export class Permissions {
   /** Throws E_DFU_PERMISSION (a usage error) unless `p` was allowed. */
   require(p: Permission, what: string): void {
     if (this.has(p)) return;
-    const flag = p === 'mass-erase' ? '--mass-erase --force' : '--unprotect --force';
+    const cli = p === 'mass-erase' ? 'pass --mass-erase --force' : 'run `stm32-hil unprotect --force`';
     throw new DfuError('E_DFU_PERMISSION', `${what} needs explicit permission: it erases the whole flash`, {
       kind: 'usage',
       details: { permission: p },
-      hint: `pass ${flag} on the command line, or Permissions.none().${p === 'mass-erase' ? 'allowMassErase' : 'allowReadUnprotect'}() in code`,
+      hint: `${cli} on the command line, or Permissions.none().${p === 'mass-erase' ? 'allowMassErase' : 'allowReadUnprotect'}() in code`,
     });
   }
 }
