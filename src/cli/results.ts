@@ -142,7 +142,9 @@ export function formatAnalysis(a: Analysis): string {
           `${t.latest?.toPrecision(4)} ${t.unit}`,
           `${t.mean?.toPrecision(4)}`,
           `${t.limit?.toPrecision(4)}`,
-          t.verdict,
+          t.verdict === 'regression' && t.known
+            ? `regression (known: ${t.knownIssues.join(', ')})`
+            : t.verdict,
         ]),
       ]),
     );

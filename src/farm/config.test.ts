@@ -51,6 +51,21 @@ describe('boards.yaml', () => {
     expect(e.details.issues).toHaveLength(1);
   });
 
+  it('takes a known issue that names measurements, and names one that names neither tests nor measurements', () => {
+    const board =
+      'boards:\n  - id: a\n    part: stm32h743\n    virtual: { chipRevision: V, bootloader: 0x90 }\n';
+    const timing =
+      'knownIssues:\n  - id: slow\n    title: enumerates late\n    measurements: [enumeration_ms]\n    bootloaders: [0x90]\n    source: AN2606\n';
+    expect(parseConfig(timing + board, '/farm/boards.yaml').knownIssues?.[0]?.measurements).toEqual([
+      'enumeration_ms',
+    ]);
+    const e = errorOf('knownIssues:\n  - id: vague\n    title: something\n    source: a forum\n' + board);
+    expect(e.code).toBe('E_CONFIG_SCHEMA');
+    expect(e.message).toMatch(
+      /^\/farm\/boards\.yaml:2:\d+: knownIssues\[0\]: a known issue names the tests it fails \(tests:\) or the measurements it slows/,
+    );
+  });
+
   it('reports YAML syntax errors with their position', () => {
     const e = errorOf('boards:\n  - id: a\n   part: x\n');
     expect(e.code).toBe('E_CONFIG_YAML');

@@ -99,16 +99,22 @@ export const boardSchema = z.strictObject({
   virtual: virtualSchema.optional(),
 });
 
-export const knownIssueSchema = z.strictObject({
-  id: z.string().min(1),
-  title: z.string().min(1),
-  /** Tests the issue is expected to fail: `suite/test`, a whole suite (`suite`), or a prefix ending in `*`. */
-  tests: z.array(z.string().min(1)).min(1),
-  parts: z.array(z.string()).optional(),
-  bootloaders: z.array(z.number().int().min(0).max(0xff)).optional(),
-  boards: z.array(z.string()).optional(),
-  source: z.string().min(1),
-});
+export const knownIssueSchema = z
+  .strictObject({
+    id: z.string().min(1),
+    title: z.string().min(1),
+    /** Tests the issue is expected to fail: `suite/test`, a whole suite (`suite`), or a prefix ending in `*`. */
+    tests: z.array(z.string().min(1)).min(1).optional(),
+    /** Measurements the issue is expected to make worse (a timing regression): names, or a prefix ending in `*`. */
+    measurements: z.array(z.string().min(1)).min(1).optional(),
+    parts: z.array(z.string()).optional(),
+    bootloaders: z.array(z.number().int().min(0).max(0xff)).optional(),
+    boards: z.array(z.string()).optional(),
+    source: z.string().min(1),
+  })
+  .refine((k) => k.tests !== undefined || k.measurements !== undefined, {
+    message: 'a known issue names the tests it fails (tests:) or the measurements it slows (measurements:)',
+  });
 
 export const farmSchema = z.strictObject({
   farm: z

@@ -42,7 +42,8 @@ import {
  * - Known issues (boards.yaml `knownIssues:`): a failure in an issue's scope (tests by `suite/test`,
  *   a `suite` or `suite/test` prefix followed by `/`, or a prefix ending in `*`; parts; bootloaders;
  *   boards) is known. An issue reproduced when a failure in its scope is in the latest execution of its
- *   (board, test); possibly fixed when its tests ran and passed there.
+ *   (board, test); possibly fixed when its tests ran and passed there. An issue's `measurements:` make a
+ *   timing regression of those measurements in its scope known the same way.
  * - Verdict: `fail` on an unknown regression (comparison, night-over-night other than on a board
  *   problem, timing) or on a failure not listed as known in the judged run (`run`, default each board's
  *   latest run). An unknown board problem thus fails the verdict without counting as a regression.
@@ -179,6 +180,9 @@ export interface TimingSeries {
   sd: number | null;
   /** The bound the latest value crossed (or would have to cross) to be a regression. */
   limit: number | null;
+  /** A regression here is expected: known issues whose `measurements:` cover this series. */
+  known: boolean;
+  knownIssues: string[];
 }
 
 export interface KnownIssueStatus {
@@ -267,12 +271,32 @@ export function matchKnownIssues(
 ): KnownIssue[] {
   const key = testKey(o);
   const part = partName(o.part);
+  return issues.filter((k) => (k.tests ?? []).some((t) => matchesTest(key, t)) && inIssueScope(k, o, part));
+}
+
+/** Known issues whose scope covers this timing series (a measurement on a board and bootloader). */
+export function matchKnownTiming(
+  issues: readonly KnownIssue[],
+  t: { board: string; part: string | null; bootloader: number | null; name: string },
+): KnownIssue[] {
+  const part = t.part === null ? null : partName(t.part);
   return issues.filter(
     (k) =>
-      k.tests.some((t) => matchesTest(key, t)) &&
-      (!k.parts?.length || k.parts.some((p) => partName(p) === part)) &&
-      (!k.bootloaders?.length || (o.bootloader !== null && k.bootloaders.includes(o.bootloader))) &&
-      (!k.boards?.length || k.boards.includes(o.board)),
+      (k.measurements ?? []).some((m) =>
+        m.endsWith('*') ? t.name.startsWith(m.slice(0, -1)) : t.name === m,
+      ) && inIssueScope(k, t, part),
+  );
+}
+
+function inIssueScope(
+  k: KnownIssue,
+  o: { board: string; bootloader: number | null },
+  part: string | null,
+): boolean {
+  return (
+    (!k.parts?.length || (part !== null && k.parts.some((p) => partName(p) === part))) &&
+    (!k.bootloaders?.length || (o.bootloader !== null && k.bootloaders.includes(o.bootloader))) &&
+    (!k.boards?.length || k.boards.includes(o.board))
   );
 }
 
@@ -610,21 +634,30 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
   nightOverNight.sort((a, b) => a.board.localeCompare(b.board) || a.test.localeCompare(b.test));
 
   const timing = timingSeries(store.measurements(), runById, since, timingRule, options.run);
+  for (const t of timing) {
+    t.knownIssues = matchKnownTiming(issues, t).map((k) => k.id);
+    t.known = t.knownIssues.length > 0;
+  }
 
   // Known issues: status at the latest execution of each (board, test) in scope.
   const failedAt = new Set(failures.map((o) => `${boardKey(o)}\u0000${o.runId}`));
+  // A measurement issue counts each judged series as a run and each timing regression as a failure.
   const knownIssues: KnownIssueStatus[] = issues.map((k) => {
     const scoped = counts.filter((c) => c.runs > 0 && matchKnownIssues([k], c).length > 0);
-    const reproduced = scoped.some((c) => failedAt.has(`${boardKey(c)}\u0000${c.lastRun}`));
+    const judgedSeries = timing.filter((t) => t.verdict !== 'insufficient' && t.knownIssues.includes(k.id));
+    const slowed = judgedSeries.filter((t) => t.verdict === 'regression');
+    const reproduced =
+      scoped.some((c) => failedAt.has(`${boardKey(c)}\u0000${c.lastRun}`)) || slowed.length > 0;
+    const lastRuns = [...scoped.map((c) => c.lastRun ?? 0), ...judgedSeries.map((t) => t.points.at(-1)!.run)];
     return {
       id: k.id,
       title: k.title,
       source: k.source,
-      status: !scoped.length ? 'not-run' : reproduced ? 'reproduced' : 'possibly-fixed',
-      runs: scoped.reduce((s, c) => s + c.runs, 0),
-      failures: scoped.reduce((s, c) => s + c.failures, 0),
-      boards: sortedUnique(scoped.map((c) => c.board)),
-      lastRun: scoped.length ? Math.max(...scoped.map((c) => c.lastRun ?? 0)) : null,
+      status: !lastRuns.length ? 'not-run' : reproduced ? 'reproduced' : 'possibly-fixed',
+      runs: scoped.reduce((s, c) => s + c.runs, 0) + judgedSeries.length,
+      failures: scoped.reduce((s, c) => s + c.failures, 0) + slowed.length,
+      boards: sortedUnique([...scoped.map((c) => c.board), ...judgedSeries.map((t) => t.board)]),
+      lastRun: lastRuns.length ? Math.max(...lastRuns) : null,
     };
   });
 
@@ -651,7 +684,7 @@ export function analyse(store: ResultsStore, options: AnalyseOptions = {}): Anal
   const reasons: string[] = [];
   const unknownCmp = comparisons.filter((c) => c.verdict === 'regression' && !c.known);
   const unknownNight = nightOverNight.filter((n) => n.change === 'regression' && !n.known && !n.boardProblem);
-  const slower = timing.filter((t) => t.verdict === 'regression');
+  const slower = timing.filter((t) => t.verdict === 'regression' && !t.known);
   for (const c of unknownCmp)
     reasons.push(
       `regression: ${c.test} on ${c.part} ${hex8(c.candidate)} against ${hex8(c.baseline)} (${c.note})`,
@@ -727,6 +760,8 @@ function timingSeries(
       mean: null,
       sd: null,
       limit: null,
+      known: false,
+      knownIssues: [],
     };
     const inScope = judged === undefined ? since === null || latest.run >= since : latest.run === judged;
     if (history.length >= rule.minHistory && inScope) {

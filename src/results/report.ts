@@ -205,7 +205,7 @@ export function renderQualificationPage(a: Analysis, options: PageOptions = {}):
   const timingRows = a.timing.map(
     (t) =>
       `<tr data-board="${esc(t.board)}" data-measurement="${esc(t.name)}" data-verdict="${t.verdict}" class="${t.verdict === 'regression' ? 'regression' : ''}"><td>${esc(t.name)}</td><td>${esc(t.board)}</td><td>${bl(t.bootloader)}</td>` +
-      `<td>${fmt(t.latest)} ${esc(t.unit)}</td><td>${fmt(t.mean)} ± ${fmt(t.sd)}</td><td>${fmt(t.limit)}</td><td>${t.points.length}</td><td class="v">${t.verdict}</td></tr>`,
+      `<td>${fmt(t.latest)} ${esc(t.unit)}</td><td>${fmt(t.mean)} ± ${fmt(t.sd)}</td><td>${fmt(t.limit)}</td><td>${t.points.length}</td><td class="v">${t.verdict}${t.known && t.verdict === 'regression' ? ` (known: ${esc(t.knownIssues.join(', '))})` : ''}</td></tr>`,
   );
   const byName = new Map<string, TimingSeries[]>();
   for (const t of a.timing) byName.set(t.name, [...(byName.get(t.name) ?? []), t]);
