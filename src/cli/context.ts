@@ -13,6 +13,8 @@ export interface CliContext {
   configFile(): string;
   /** Loads and validates boards.yaml once. */
   config(): FarmConfig;
+  /** Whether a boards.yaml was named (--config or STM32_HIL_CONFIG) rather than the default ./boards.yaml. */
+  configNamed(): boolean;
   /** Prints `human` (a string or a function producing one) or, with --json, `data` as JSON. */
   result(data: unknown, human: string | (() => string)): void;
   /** A line for a person on stderr (warnings, progress in plain mode); suppressed by nothing. */
@@ -44,6 +46,7 @@ export function createContext(
       cached ??= loadConfig(configPath(opts().config));
       return cached;
     },
+    configNamed: () => opts().config !== undefined || process.env.STM32_HIL_CONFIG !== undefined,
     result(data, human) {
       if (opts().json) stdout.write(`${JSON.stringify(data, jsonReplacer, 2)}\n`);
       else stdout.write(`${typeof human === 'function' ? human() : human}\n`);

@@ -70,6 +70,17 @@ describe('stm32-hil dfu list / flash / read / verify on virtual boards', () => {
       expect(j.usb).toMatchObject({ available: false, error: expect.stringMatching(/no USB subsystem/) });
   });
 
+  it('dfu list: a boards.yaml that was named but is missing or wrong is an error (exit 2)', async () => {
+    const missing = await run('--config', path.join(dir, 'nope.yaml'), 'dfu', 'list');
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/E_CONFIG_NOT_FOUND: .*nope\.yaml: no such file/);
+    const bad = path.join(dir, 'bad.yaml');
+    writeFileSync(bad, 'boards:\n  - id: a\n    prt: x\n');
+    const wrong = await run('--config', bad, 'dfu', 'list');
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(/E_CONFIG_SCHEMA: .*bad\.yaml:\d+:\d+: boards\[0\]/);
+  });
+
   it('flash --verify --trace: exit 0, a pcapng trace, progress lines on stderr', async () => {
     const trace = path.join(dir, 'flash.pcapng');
     const r = await run('flash', `${FIXTURES}bank2.hex`, '--board', 'y', '--verify', '--trace', trace);

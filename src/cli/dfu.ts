@@ -10,6 +10,7 @@ import {
 } from '../dfu/index.ts';
 import { FileError, UsageError } from '../errors.ts';
 import { FarmBoard } from '../farm/board.ts';
+import { ConfigError } from '../farm/config.ts';
 import { acquireLease } from '../farm/lease.ts';
 import { readImage } from '../image/index.ts';
 import { findPart, type Part } from '../parts/catalogue.ts';
@@ -220,7 +221,9 @@ export const registerDfuCommands: RegisterCommands = (program, ctx) => {
             };
           });
       } catch (e) {
-        configNote = e instanceof Error ? e.message : String(e);
+        // Without a boards.yaml the USB list still answers; a file that was named, or is there but wrong, is an error.
+        if (!(e instanceof ConfigError && e.code === 'E_CONFIG_NOT_FOUND') || ctx.configNamed()) throw e;
+        configNote = e.message;
       }
       ctx.result({ usb, virtual, ...(configNote ? { configError: configNote } : {}) }, () => {
         const lines: string[] = [];
