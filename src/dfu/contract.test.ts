@@ -11,6 +11,7 @@ import { findDevice, NodeUsbBackend, parseUsbSelector } from '../usb/discovery.t
 import { UsbError } from '../usb/errors.ts';
 import type { UsbDeviceLike } from '../usb/types.ts';
 import { type Clock, realClock, VirtualClock } from '../util/clock.ts';
+import { rejection } from '../util/testing.ts';
 import { DfuError } from './errors.ts';
 import { DfuseHost } from './host.ts';
 import { Permissions } from './permissions.ts';
@@ -34,15 +35,6 @@ function pattern(n: number, seed = 1): Uint8Array {
     out[i] = x >>> 24;
   }
   return out;
-}
-
-async function caught(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
 }
 
 /** No GETSTATUS sooner than the bwPollTimeout the previous one asked for (DFU 1.1 section 6.1.2). */
@@ -136,7 +128,7 @@ function dfuseContract(name: string, make: () => Promise<ContractTarget>): void 
     it('refuses an image with bytes outside the writable layout before sending anything', async () => {
       const { host, t, scratch } = await open();
       const before = host.trace!.entries.length;
-      const err = await caught(host.flash(imageOf([scratch, pattern(64)], [t.ramAddress, pattern(64)])));
+      const err = await rejection(host.flash(imageOf([scratch, pattern(64)], [t.ramAddress, pattern(64)])));
       expect(err).toBeInstanceOf(DfuError);
       expect((err as DfuError).code).toBe('E_DFU_PLAN_OUTSIDE');
       expect((err as DfuError).kind).toBe('input');
@@ -145,7 +137,7 @@ function dfuseContract(name: string, make: () => Promise<ContractTarget>): void 
 
     it('turns an address the device refuses into E_DFU_TARGET and leaves it usable', async () => {
       const { host, scratch } = await open();
-      const err = await caught(host.read(0xfff0_0000, 16));
+      const err = await rejection(host.read(0xfff0_0000, 16));
       expect((err as DfuError).code).toBe('E_DFU_TARGET');
       expect((err as DfuError).details).toMatchObject({
         address: 0xfff0_0000,
@@ -249,7 +241,7 @@ describe('virtual bootloader scenarios (ST AN2606 limitations, field reports, in
     const host = await openVirtual(board);
     const bound = host.dfu.quirks.sectorEraseMaxMs;
     const t0 = board.clock.now();
-    const err = (await caught(host.flash(readImage(`${FIXTURES}bank2.elf`)))) as DfuError;
+    const err = (await rejection(host.flash(readImage(`${FIXTURES}bank2.elf`)))) as DfuError;
     const took = board.clock.now() - t0;
     expect(err).toBeInstanceOf(DfuError);
     expect(err.code).toBe('E_DFU_BUSY_TIMEOUT');
@@ -287,7 +279,7 @@ describe('virtual bootloader scenarios (ST AN2606 limitations, field reports, in
     const board = await virtualBoard(0x90);
     const host = await openVirtual(board);
     const image = readImage(`${FIXTURES}bank2.elf`);
-    const refused = (await caught(host.flash(image, { massErase: true }))) as DfuError;
+    const refused = (await rejection(host.flash(image, { massErase: true }))) as DfuError;
     expect(refused.code).toBe('E_DFU_PERMISSION');
     expect(refused.kind).toBe('usage');
     expect(host.trace!.named('DFU_DNLOAD')).toEqual([]);
@@ -308,7 +300,7 @@ describe('virtual bootloader scenarios (ST AN2606 limitations, field reports, in
     const board = await virtualBoard(0xd2);
     const before = board.chip.readFlash(0x0800_0000, 16);
     const host = await openVirtual(board);
-    const err = (await caught(host.flash(readImage(`${FIXTURES}sram4.elf`)))) as DfuError;
+    const err = (await rejection(host.flash(readImage(`${FIXTURES}sram4.elf`)))) as DfuError;
     expect(err.code).toBe('E_DFU_PLAN_OUTSIDE');
     expect(err.message).toMatch(/SRAM4/);
     expect(err.message).toMatch(/\.shared/);
@@ -323,10 +315,10 @@ describe('virtual bootloader scenarios (ST AN2606 limitations, field reports, in
     board.chip.programFlash(0x0800_0000, pattern(32));
     board.chip.setOptions({ rdp: RDP_LEVEL1 });
     const host = await openVirtual(board);
-    const err = (await caught(host.read(0x0800_0000, 64))) as DfuError;
+    const err = (await rejection(host.read(0x0800_0000, 64))) as DfuError;
     expect(err.code).toBe('E_DFU_READ_PROTECTED');
     expect(err.details).toMatchObject({ address: 0x0800_0000, status: 'errVENDOR' });
-    expect(((await caught(host.readUnprotect())) as DfuError).code).toBe('E_DFU_PERMISSION');
+    expect(((await rejection(host.readUnprotect())) as DfuError).code).toBe('E_DFU_PERMISSION');
     await host.readUnprotect(Permissions.none().allowReadUnprotect());
     await host.close();
     await board.waitForUsb(5000);
@@ -341,7 +333,7 @@ describe('virtual bootloader scenarios (ST AN2606 limitations, field reports, in
     const run = async () => {
       const board = await virtualBoard(0xd2, { faults: { seed: 7, sectorWriteFailure: 0.5 } });
       const host = await openVirtual(board);
-      const err = (await caught(host.flash(image))) as DfuError;
+      const err = (await rejection(host.flash(image))) as DfuError;
       const state = board.rom.state;
       await host.close();
       return { err, state };
@@ -361,7 +353,9 @@ describe('virtual bootloader scenarios (ST AN2606 limitations, field reports, in
     });
     const host = await openVirtual(board);
     const vector = Uint8Array.of(0x00, 0x00, 0x08, 0x20, 0x99, 0x02, 0x00, 0x08, ...pattern(56));
-    const err = (await caught(host.flash(imageOf([0x0800_0000, vector]), { verify: true }))) as DfuError & {
+    const err = (await rejection(
+      host.flash(imageOf([0x0800_0000, vector]), { verify: true }),
+    )) as DfuError & {
       report: { dump: string };
     };
     expect(err.code).toBe('E_DFU_VERIFY_MISMATCH');
@@ -388,7 +382,7 @@ describe('virtual bootloader scenarios (ST AN2606 limitations, field reports, in
     const host = await openVirtual(board);
     const image = imageOf([0x0800_0000, pattern(256)]);
     await host.flash(image);
-    const err = (await caught(
+    const err = (await rejection(
       host.flash(image, { massErase: true, permissions: Permissions.none().allowMassErase() }),
     )) as DfuError;
     expect(err.code).toBe('E_DFU_PROG');
@@ -399,14 +393,14 @@ describe('virtual bootloader scenarios (ST AN2606 limitations, field reports, in
   it('a device that disconnects mid-transfer is E_USB_DISCONNECTED; one that stops answering is E_USB_TIMEOUT', async () => {
     const gone = await virtualBoard(0xd2, { faults: { seed: 1, disconnectAtTransfer: 4 } });
     let host = await openVirtual(gone);
-    const e1 = await caught(host.read(0x0800_0000, 4096));
+    const e1 = await rejection(host.read(0x0800_0000, 4096));
     expect(e1).toBeInstanceOf(UsbError);
     expect((e1 as UsbError).code).toBe('E_USB_DISCONNECTED');
     await host.close();
     const mute = await virtualBoard(0xd2, { faults: { seed: 1, stopAnsweringAtTransfer: 3 } });
     host = await DfuseHost.open(mute.usb!, { clock: mute.clock, transferTimeoutMs: 250 });
     const t0 = mute.clock.now();
-    const e2 = await caught(host.read(0x0800_0000, 4096));
+    const e2 = await rejection(host.read(0x0800_0000, 4096));
     expect((e2 as UsbError).code).toBe('E_USB_TIMEOUT');
     // Transfer 3 is the GETSTATUS that executes Set Address: it may take the command's bound (2 s), no more.
     expect(mute.clock.now() - t0).toBeLessThanOrEqual(2000 + 250);
@@ -416,7 +410,7 @@ describe('virtual bootloader scenarios (ST AN2606 limitations, field reports, in
   it('a stalled request is explained with GETSTATUS and the next operation recovers', async () => {
     const board = await virtualBoard(0xd2, { faults: { seed: 1, stallAtTransfer: 2 } });
     const host = await openVirtual(board);
-    const err = (await caught(host.read(0x0800_0000, 16))) as DfuError;
+    const err = (await rejection(host.read(0x0800_0000, 16))) as DfuError;
     expect(err).toBeInstanceOf(DfuError);
     expect(err.code).toMatch(/^E_DFU_/);
     await expect(host.read(0x0800_0000, 16)).resolves.toHaveLength(16);
@@ -435,8 +429,8 @@ describe('virtual bootloader scenarios (ST AN2606 limitations, field reports, in
         if (e.phase === 'erase' && e.done > 0) ctl.abort(reason);
       },
     });
-    expect(await caught(p)).toBe(reason);
-    const late = await caught(host.flash(image, { deadlineMs: 1500 }));
+    expect(await rejection(p)).toBe(reason);
+    const late = await rejection(host.flash(image, { deadlineMs: 1500 }));
     expect((late as { code: string }).code).toBe('E_DEADLINE');
     await host.close();
   });

@@ -10,6 +10,7 @@ import { createBoardSwitches } from '../power/switch.ts';
 import { createVirtualBoard, type VirtualBoard } from '../sim/board.ts';
 import { ENUMERATION_MS } from '../sim/timing.ts';
 import { VirtualClock } from '../util/clock.ts';
+import { rejection } from '../util/testing.ts';
 import {
   BoardBrokenError,
   type BoardEvent,
@@ -28,15 +29,7 @@ afterEach(async () => {
 });
 
 /** The BoardBrokenError a transition rejects with (fails the test if it resolves). */
-async function broken(p: Promise<unknown>): Promise<BoardBrokenError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(BoardBrokenError);
-    return e as BoardBrokenError;
-  }
-  throw new Error('expected the transition to fail');
-}
+const broken = (p: Promise<unknown>) => rejection(p, BoardBrokenError);
 
 interface Rig {
   vb: VirtualBoard;

@@ -6,14 +6,13 @@
 import { hex32 } from '../util/hex.ts';
 import { FirmwareImage, ImageError, type Segment } from './model.ts';
 import {
-  badDigitError,
   charAt,
   HEX_DIGITS,
   HEX_VALUE,
   hex2,
+  parseWhole,
+  RecordErrors,
   RunCollector,
-  recordError,
-  shortRecordError,
   type TextParser,
 } from './runs.ts';
 
@@ -24,6 +23,7 @@ const CR = 0x0d;
 export class IntelHexParser implements TextParser<FirmwareImage> {
   readonly #file: string;
   readonly #runs: RunCollector;
+  readonly #err: RecordErrors;
   #line = 1;
   /** Base added to each record's 16-bit offset: ULBA << 16 (type 04) or USBA << 4 (type 02). */
   #base = 0;
@@ -37,6 +37,7 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
   constructor(file: string, textLength: number) {
     this.#file = file;
     this.#runs = new RunCollector(textLength);
+    this.#err = new RecordErrors(file, 'E_HEX', 'length');
   }
 
   feed(t: Uint8Array, from: number, to: number, offset: number, final: boolean): void {
@@ -48,7 +49,7 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
       const c = t[p]!;
       if (c === COLON) {
         if (this.#eofLine) {
-          this.#fail(
+          this.#err.fail(
             'E_HEX_SYNTAX',
             `record after the end-of-file record of line ${this.#eofLine}`,
             t,
@@ -61,7 +62,7 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
             },
           );
         }
-        if (p + 11 > to) this.#short(t, from, p, to, line, offset, final);
+        if (p + 11 > to) this.#err.short(t, from, p, to, line, offset, final);
         const l1 = HV[t[p + 1]!]!;
         const l2 = HV[t[p + 2]!]!;
         const a1 = HV[t[p + 3]!]!;
@@ -70,12 +71,12 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
         const a4 = HV[t[p + 6]!]!;
         const t1 = HV[t[p + 7]!]!;
         const t2 = HV[t[p + 8]!]!;
-        if ((l1 | l2 | a1 | a2 | a3 | a4 | t1 | t2) < 0) this.#badDigit(t, from, p, p + 9, line, offset);
+        if ((l1 | l2 | a1 | a2 | a3 | a4 | t1 | t2) < 0) this.#err.badDigit(t, from, p, p + 9, line, offset);
         const n = (l1 << 4) | l2;
         const addr = (a1 << 12) | (a2 << 8) | (a3 << 4) | a4;
         const type = (t1 << 4) | t2;
         const end = p + 11 + 2 * n;
-        if (end > to) this.#short(t, from, p, to, line, offset, final);
+        if (end > to) this.#err.short(t, from, p, to, line, offset, final);
         let sum = n + (addr >> 8) + (addr & 0xff) + type;
         let bad = 0;
         let q = p + 9;
@@ -92,10 +93,10 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
         }
         const c1 = HV[t[q]!]!;
         const c2 = HV[t[q + 1]!]!;
-        if ((bad | c1 | c2) < 0) this.#badDigit(t, from, p, end, line, offset);
+        if ((bad | c1 | c2) < 0) this.#err.badDigit(t, from, p, end, line, offset);
         const cs = (c1 << 4) | c2;
         if (((sum + cs) & 0xff) !== 0) {
-          this.#fail(
+          this.#err.fail(
             'E_HEX_CHECKSUM',
             `checksum 0x${hex2(cs)} should be 0x${hex2(-sum)}`,
             t,
@@ -111,7 +112,7 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
         if (end < to) {
           const e = t[end]!;
           if (e !== LF && e !== CR && e !== 0x20 && e !== 0x09) {
-            this.#fail(
+            this.#err.fail(
               'E_HEX_SYNTAX',
               `record longer than its length byte (${n} data bytes) says`,
               t,
@@ -131,7 +132,7 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
           } else {
             const address = this.#base + addr;
             if (address + n > 0x1_0000_0000) {
-              this.#fail(
+              this.#err.fail(
                 'E_IMAGE_ADDRESS_RANGE',
                 `${n} data bytes at ${hex32(address)} run past the 4 GiB address space`,
                 t,
@@ -158,7 +159,7 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
       } else if (c === 0x20 || c === 0x09) {
         p++;
       } else {
-        this.#fail(
+        this.#err.fail(
           'E_HEX_SYNTAX',
           `expected ':' at the start of a record, found ${charAt(t, p, to)}`,
           t,
@@ -201,7 +202,7 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
     const d = this.#small;
     const want = type === 1 ? 0 : type === 2 || type === 4 ? 2 : type === 3 || type === 5 ? 4 : -1;
     if (want < 0) {
-      this.#fail(
+      this.#err.fail(
         'E_HEX_RECORD_TYPE',
         `unknown record type 0x${hex2(type)} (Intel HEX has types 00 to 05)`,
         t,
@@ -213,7 +214,7 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
       );
     }
     if (n !== want) {
-      this.#fail(
+      this.#err.fail(
         'E_HEX_SYNTAX',
         `a type 0${type} record carries ${want} bytes, this one ${n}`,
         t,
@@ -246,42 +247,11 @@ export class IntelHexParser implements TextParser<FirmwareImage> {
         break;
     }
   }
-
-  #short(
-    t: Uint8Array,
-    from: number,
-    p: number,
-    to: number,
-    line: number,
-    offset: number,
-    final: boolean,
-  ): never {
-    throw shortRecordError(this.#file, 'E_HEX', 'length', { t, from, p, to, line, offset, final });
-  }
-
-  #badDigit(t: Uint8Array, from: number, p: number, end: number, line: number, offset: number): never {
-    throw badDigitError(this.#file, 'E_HEX_SYNTAX', { t, from, p, end, line, offset });
-  }
-
-  #fail(
-    code: string,
-    message: string,
-    t: Uint8Array,
-    from: number,
-    p: number,
-    line: number,
-    offset: number,
-    extra: { hint?: string; details?: Record<string, unknown> } = {},
-  ): never {
-    throw recordError(this.#file, code, message, { t, from, p, line, offset }, extra);
-  }
 }
 
 /** Parses a whole Intel HEX text held in memory. */
 export function parseIntelHex(text: Uint8Array, file: string): FirmwareImage {
-  const p = new IntelHexParser(file, text.length);
-  p.feed(text, 0, text.length, 0, true);
-  return p.finish();
+  return parseWhole(new IntelHexParser(file, text.length), text);
 }
 
 export interface IntelHexWriteOptions {

@@ -141,56 +141,97 @@ export interface TextParser<T> {
   finish(): T;
 }
 
-/** The error of a text record (HEX, S-record) at byte `p` of the chunk `t` read from `offset`: file:line:column. */
-export function recordError(
-  file: string,
-  code: string,
-  message: string,
-  at: { t: Uint8Array; from: number; p: number; line: number; offset: number },
-  extra: { hint?: string; details?: Record<string, unknown> } = {},
-): ImageError {
-  const column = columnOf(at.t, at.from, at.p);
-  return new ImageError(
-    code,
-    `${file}:${at.line}:${column}: ${message}`,
-    { file, line: at.line, column, offset: at.offset + at.p, ...extra.details },
-    extra.hint,
-  );
-}
-
-/** Something other than a hex digit inside a record: points at the first non-digit after `p`. */
-export function badDigitError(
-  file: string,
-  code: string,
-  at: { t: Uint8Array; from: number; p: number; end: number; line: number; offset: number },
-): ImageError {
-  let q = at.p + 1;
-  while (q < at.end && HEX_VALUE[at.t[q]!]! >= 0) q++;
-  return recordError(file, code, `${charAt(at.t, q, at.end + 1)} where a hex digit belongs`, { ...at, p: q });
-}
-
 /**
- * A record shorter than its length (HEX) or count (S-record) byte says: in the last chunk without a line break
- * after it, the file was cut short (`<prefix>_TRUNCATED`); otherwise the record is malformed (`<prefix>_SYNTAX`).
+ * The errors of one text-record file (HEX or S-record), thrown at byte `p` of the chunk `t` read from `offset`
+ * and named file:line:column. One object per parser, so the parsers' hot loops pass positions only.
  */
-export function shortRecordError(
-  file: string,
-  prefix: 'E_HEX' | 'E_SREC',
-  what: string,
-  at: { t: Uint8Array; from: number; p: number; to: number; line: number; offset: number; final: boolean },
-): ImageError {
-  if (at.final && !hasLineBreak(at.t, at.p, at.to)) {
-    return recordError(
-      file,
-      `${prefix}_TRUNCATED`,
-      'the file ends inside this record: it is incomplete',
-      at,
-      {
-        hint: 'the file was cut short (interrupted copy or download); rebuild or fetch it again',
-      },
+export class RecordErrors {
+  readonly file: string;
+  readonly prefix: 'E_HEX' | 'E_SREC';
+  /** What the record's length byte is called: `length` (HEX) or `count` (S-record). */
+  readonly lengthByte: string;
+
+  constructor(file: string, prefix: 'E_HEX' | 'E_SREC', lengthByte: string) {
+    this.file = file;
+    this.prefix = prefix;
+    this.lengthByte = lengthByte;
+  }
+
+  fail(
+    code: string,
+    message: string,
+    t: Uint8Array,
+    from: number,
+    p: number,
+    line: number,
+    offset: number,
+    extra: { hint?: string; details?: Record<string, unknown> } = {},
+  ): never {
+    const column = columnOf(t, from, p);
+    throw new ImageError(
+      code,
+      `${this.file}:${line}:${column}: ${message}`,
+      { file: this.file, line, column, offset: offset + p, ...extra.details },
+      extra.hint,
     );
   }
-  return recordError(file, `${prefix}_SYNTAX`, `record shorter than its ${what} byte says`, at);
+
+  /** Something other than a hex digit inside a record: points at the first non-digit after `p`. */
+  badDigit(t: Uint8Array, from: number, p: number, end: number, line: number, offset: number): never {
+    let q = p + 1;
+    while (q < end && HEX_VALUE[t[q]!]! >= 0) q++;
+    this.fail(
+      `${this.prefix}_SYNTAX`,
+      `${charAt(t, q, end + 1)} where a hex digit belongs`,
+      t,
+      from,
+      q,
+      line,
+      offset,
+    );
+  }
+
+  /**
+   * A record shorter than its length byte says: in the last chunk without a line break after it, the file was
+   * cut short (`<prefix>_TRUNCATED`); otherwise the record is malformed (`<prefix>_SYNTAX`).
+   */
+  short(
+    t: Uint8Array,
+    from: number,
+    p: number,
+    to: number,
+    line: number,
+    offset: number,
+    final: boolean,
+  ): never {
+    if (final && !hasLineBreak(t, p, to)) {
+      this.fail(
+        `${this.prefix}_TRUNCATED`,
+        'the file ends inside this record: it is incomplete',
+        t,
+        from,
+        p,
+        line,
+        offset,
+        { hint: 'the file was cut short (interrupted copy or download); rebuild or fetch it again' },
+      );
+    }
+    this.fail(
+      `${this.prefix}_SYNTAX`,
+      `record shorter than its ${this.lengthByte} byte says`,
+      t,
+      from,
+      p,
+      line,
+      offset,
+    );
+  }
+}
+
+/** Parses a whole text held in memory with `parser`. */
+export function parseWhole<T>(parser: TextParser<T>, text: Uint8Array): T {
+  parser.feed(text, 0, text.length, 0, true);
+  return parser.finish();
 }
 
 export function hex2(n: number): string {

@@ -8,14 +8,13 @@ import path from 'node:path';
 import { hex32 } from '../util/hex.ts';
 import { FirmwareImage, type Segment } from './model.ts';
 import {
-  badDigitError,
   charAt,
   HEX_DIGITS,
   HEX_VALUE,
   hex2,
+  parseWhole,
+  RecordErrors,
   RunCollector,
-  recordError,
-  shortRecordError,
   type TextParser,
 } from './runs.ts';
 
@@ -27,6 +26,7 @@ const ADDRESS_BYTES = [2, 2, 3, 4, 0, 2, 3, 4, 3, 2] as const;
 export class SrecParser implements TextParser<FirmwareImage> {
   readonly #file: string;
   readonly #runs: RunCollector;
+  readonly #err: RecordErrors;
   #line = 1;
   #dataRecords = 0;
   #endLine = 0;
@@ -38,6 +38,7 @@ export class SrecParser implements TextParser<FirmwareImage> {
   constructor(file: string, textLength: number) {
     this.#file = file;
     this.#runs = new RunCollector(textLength);
+    this.#err = new RecordErrors(file, 'E_SREC', 'count');
   }
 
   feed(t: Uint8Array, from: number, to: number, offset: number, final: boolean): void {
@@ -49,7 +50,7 @@ export class SrecParser implements TextParser<FirmwareImage> {
       const c = t[p]!;
       if (c === 0x53) {
         if (this.#endLine) {
-          this.#fail(
+          this.#err.fail(
             'E_SREC_SYNTAX',
             `record after the termination record of line ${this.#endLine}`,
             t,
@@ -59,10 +60,10 @@ export class SrecParser implements TextParser<FirmwareImage> {
             offset,
           );
         }
-        if (p + 4 > to) this.#short(t, from, p, to, line, offset, final);
+        if (p + 4 > to) this.#err.short(t, from, p, to, line, offset, final);
         const type = t[p + 1]! - 0x30;
         if (type < 0 || type > 9) {
-          this.#fail(
+          this.#err.fail(
             'E_SREC_SYNTAX',
             `${charAt(t, p + 1, to)} after 'S' where a record type digit belongs`,
             t,
@@ -73,7 +74,7 @@ export class SrecParser implements TextParser<FirmwareImage> {
           );
         }
         if (type === 4) {
-          this.#fail(
+          this.#err.fail(
             'E_SREC_RECORD_TYPE',
             'record type S4 is reserved (S-records have S0-S3 and S5-S9)',
             t,
@@ -88,13 +89,13 @@ export class SrecParser implements TextParser<FirmwareImage> {
         }
         const c1 = HV[t[p + 2]!]!;
         const c2 = HV[t[p + 3]!]!;
-        if ((c1 | c2) < 0) this.#badDigit(t, from, p + 1, p + 4, line, offset);
+        if ((c1 | c2) < 0) this.#err.badDigit(t, from, p + 1, p + 4, line, offset);
         const count = (c1 << 4) | c2;
         const alen = ADDRESS_BYTES[type]!;
         const end = p + 4 + 2 * count;
-        if (end > to) this.#short(t, from, p, to, line, offset, final);
+        if (end > to) this.#err.short(t, from, p, to, line, offset, final);
         if (count < alen + 1) {
-          this.#fail(
+          this.#err.fail(
             'E_SREC_SYNTAX',
             `count byte ${count} is too small for an S${type} record`,
             t,
@@ -132,10 +133,10 @@ export class SrecParser implements TextParser<FirmwareImage> {
         }
         const s1 = HV[t[q]!]!;
         const s2 = HV[t[q + 1]!]!;
-        if ((bad | s1 | s2) < 0) this.#badDigit(t, from, p + 1, end, line, offset);
+        if ((bad | s1 | s2) < 0) this.#err.badDigit(t, from, p + 1, end, line, offset);
         const cs = (s1 << 4) | s2;
         if (((sum + cs) & 0xff) !== 0xff) {
-          this.#fail(
+          this.#err.fail(
             'E_SREC_CHECKSUM',
             `checksum 0x${hex2(cs)} should be 0x${hex2(~sum)}`,
             t,
@@ -151,7 +152,7 @@ export class SrecParser implements TextParser<FirmwareImage> {
         if (end < to) {
           const e = t[end]!;
           if (e !== LF && e !== CR && e !== 0x20 && e !== 0x09) {
-            this.#fail(
+            this.#err.fail(
               'E_SREC_SYNTAX',
               `record longer than its count byte (${count}) says`,
               t,
@@ -164,7 +165,7 @@ export class SrecParser implements TextParser<FirmwareImage> {
         }
         if (isData) {
           if (address + n > 0x1_0000_0000) {
-            this.#fail(
+            this.#err.fail(
               'E_IMAGE_ADDRESS_RANGE',
               `${n} data bytes at ${hex32(address)} run past the 4 GiB address space`,
               t,
@@ -183,7 +184,7 @@ export class SrecParser implements TextParser<FirmwareImage> {
           this.#header = headerText(this.#small.subarray(0, n));
         } else if (type === 5 || type === 6) {
           if (address !== this.#dataRecords) {
-            this.#fail(
+            this.#err.fail(
               'E_SREC_COUNT',
               `count record says ${address} data records, the file has ${this.#dataRecords} before it`,
               t,
@@ -212,7 +213,7 @@ export class SrecParser implements TextParser<FirmwareImage> {
       } else if (c === 0x20 || c === 0x09) {
         p++;
       } else {
-        this.#fail(
+        this.#err.fail(
           'E_SREC_SYNTAX',
           `expected 'S' at the start of a record, found ${charAt(t, p, to)}`,
           t,
@@ -238,35 +239,6 @@ export class SrecParser implements TextParser<FirmwareImage> {
     for (const s of this.#runs.segments(this.#file, 'srec')) img.add(s);
     return img;
   }
-
-  #short(
-    t: Uint8Array,
-    from: number,
-    p: number,
-    to: number,
-    line: number,
-    offset: number,
-    final: boolean,
-  ): never {
-    throw shortRecordError(this.#file, 'E_SREC', 'count', { t, from, p, to, line, offset, final });
-  }
-
-  #badDigit(t: Uint8Array, from: number, p: number, end: number, line: number, offset: number): never {
-    throw badDigitError(this.#file, 'E_SREC_SYNTAX', { t, from, p, end, line, offset });
-  }
-
-  #fail(
-    code: string,
-    message: string,
-    t: Uint8Array,
-    from: number,
-    p: number,
-    line: number,
-    offset: number,
-    extra: { hint?: string; details?: Record<string, unknown> } = {},
-  ): never {
-    throw recordError(this.#file, code, message, { t, from, p, line, offset }, extra);
-  }
 }
 
 function headerText(bytes: Uint8Array): string {
@@ -277,9 +249,7 @@ function headerText(bytes: Uint8Array): string {
 
 /** Parses a whole S-record text held in memory. */
 export function parseSrec(text: Uint8Array, file: string): FirmwareImage {
-  const p = new SrecParser(file, text.length);
-  p.feed(text, 0, text.length, 0, true);
-  return p.finish();
+  return parseWhole(new SrecParser(file, text.length), text);
 }
 
 export interface SrecWriteOptions {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import type { RelayConfig } from '../farm/schema.ts';
+import { rejection } from '../util/testing.ts';
 import type { RelayDriver } from './driver.ts';
 import { lcusFrame } from './drivers/lcus.ts';
 import { hexBytes } from './errors.ts';
@@ -76,17 +77,6 @@ async function setup(board: VirtualRelayBoardOptions, relay: Omit<RelayConfig, '
       while (b.rx.length < n && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
     },
   };
-}
-
-async function failure(
-  p: Promise<unknown>,
-): Promise<Error & { kind: string; details: Record<string, unknown> }> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error & { kind: string; details: Record<string, unknown> };
-  }
-  throw new Error('expected a failure');
 }
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
@@ -310,12 +300,12 @@ describePty('relay boards that misbehave', () => {
       { protocol: 'lcus-ascii', channels: 2, faults: { garbage: true } },
       { protocol: 'lcus', channel: 1, channels: 2 },
     );
-    const e = await failure(s.sw.on());
+    const e = await rejection(s.sw.on());
     expect(e.message).toContain(s.config.port);
     expect(e.message).toMatch(/status \(FF\): unexpected reply 5A C3/);
     expect(e.kind).toBe('device');
     s.board.faults = { lie: true };
-    const m = await failure(s.sw.on());
+    const m = await rejection(s.sw.on());
     expect(m.message).toMatch(/switched on but the relay board reports off/);
   });
 });

@@ -12,6 +12,7 @@ import {
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { rejection } from '../util/testing.ts';
 import { acquirePortLock, lockFileFor } from './lock.ts';
 import { PortPool } from './pool.ts';
 import { nodeSerialBinding, type SerialBinding } from './serial.ts';
@@ -49,17 +50,6 @@ function lcusSwitch(port: string, channel: number, p: PortPool, answerMs = 5000)
   return new RelaySwitch(`ch${channel}`, 'power', createRelayDriver(cfg, { pool: p, answerMs }), cfg);
 }
 
-async function failure(
-  p: Promise<unknown>,
-): Promise<Error & { code: string; kind: string; hint?: string; details: Record<string, unknown> }> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error & { code: string; kind: string; hint?: string; details: Record<string, unknown> };
-  }
-  throw new Error('expected a failure');
-}
-
 /** A child process running `body` (ESM TypeScript) with this directory's modules at hand. */
 function child(body: string, opts: { uid?: number; gid?: number } = {}): ChildProcess {
   const dir = tmp('child-');
@@ -84,7 +74,7 @@ function output(c: ChildProcess): Promise<{ stdout: string; stderr: string; code
 
 describePty('opening serial ports', () => {
   it('names a port that does not exist (E_SERIAL_NOT_FOUND, an infrastructure error)', async () => {
-    const e = await failure(lcusSwitch('/dev/ttyUSB-stm32-hil-missing', 1, pool()).on());
+    const e = await rejection(lcusSwitch('/dev/ttyUSB-stm32-hil-missing', 1, pool()).on());
     expect(e.code).toBe('E_SERIAL_NOT_FOUND');
     expect(e.kind).toBe('infra');
     expect(e.message).toBe('serial port /dev/ttyUSB-stm32-hil-missing does not exist');
@@ -125,7 +115,7 @@ describePty('opening serial ports', () => {
       expect(e.details.grantingGroup).toBe('dialout');
     } else {
       chmodSync(dev, 0o000);
-      const e = await failure(nodeSerialBinding.open({ path: relay.path, baudRate: 9600 }));
+      const e = await rejection(nodeSerialBinding.open({ path: relay.path, baudRate: 9600 }));
       expect(e.code).toBe('E_SERIAL_PERMISSION');
       expect(e.hint).toMatch(/usermod -aG \S+ \$USER/);
     }
@@ -168,7 +158,7 @@ describePty('sharing relay boards', () => {
     const b = pool({ idleCloseMs: 10_000 });
     await lcusSwitch(relay.path, 1, a).on();
     expect(a.isOpen(relay.path)).toBe(true);
-    const e = await failure(lcusSwitch(relay.path, 2, b).on());
+    const e = await rejection(lcusSwitch(relay.path, 2, b).on());
     expect(e.code).toBe('E_SERIAL_BUSY');
     expect(e.message).toMatch(/in use by another program/);
   });
@@ -191,7 +181,7 @@ describePty('sharing relay boards', () => {
     });
     const p = pool({ lockDir, lockWaitMs: 300 });
     const started = performance.now();
-    const e = await failure(lcusSwitch(relay.path, 1, p).on());
+    const e = await rejection(lcusSwitch(relay.path, 1, p).on());
     expect(e.code).toBe('E_SERIAL_BUSY');
     expect(e.message).toMatch(
       new RegExp(`in use by holder-process \\(pid ${holder.pid} on ${hostname()}\\); waited 300 ms`),
@@ -221,7 +211,7 @@ describe('port lock files', () => {
       acquiredAt: 0,
     };
     writeFileSync(file, JSON.stringify(foreign));
-    const e = await failure(acquirePortLock('/dev/ttyUSB7', { dir, staleMs: 5000, waitMs: 100 }));
+    const e = await rejection(acquirePortLock('/dev/ttyUSB7', { dir, staleMs: 5000, waitMs: 100 }));
     expect(e.code).toBe('E_SERIAL_BUSY');
     expect(e.message).toMatch(/in use by remote run \(pid 1 on other-host\)/);
     const old = new Date(Date.now() - 6000);
@@ -259,7 +249,7 @@ describePty('a relay board that goes away', () => {
     const sw = lcusSwitch(relay.path, 1, p, 5000);
     await sw.on();
     relay.board.faults = { mute: true };
-    const pending = failure(sw.off());
+    const pending = rejection(sw.off());
     await new Promise((r) => setTimeout(r, 100));
     const started = performance.now();
     await relay.vanish();
@@ -267,6 +257,6 @@ describePty('a relay board that goes away', () => {
     expect(e.code).toBe('E_SERIAL_GONE');
     expect(e.kind).toBe('infra');
     expect(performance.now() - started).toBeLessThan(1000);
-    expect((await failure(sw.on())).code).toBe('E_SERIAL_NOT_FOUND');
+    expect((await rejection(sw.on())).code).toBe('E_SERIAL_NOT_FOUND');
   });
 });

@@ -318,18 +318,24 @@ function wrap(what: string, file: string, e: unknown): never {
 
 type Row = Record<string, SQLInputValue>;
 
+// SQLite NULL becomes null; columns stored as JSON text come back parsed.
+const optText = (v: unknown): string | null => (v as string | null) ?? null;
+const optNumber = (v: unknown): number | null => (v === null ? null : Number(v));
+const optJson = (v: unknown): Record<string, unknown> | null =>
+  v ? (JSON.parse(String(v)) as Record<string, unknown>) : null;
+
 function toRun(r: Row): RunRow {
   return {
     id: Number(r.id),
     startedAt: String(r.started_at),
-    finishedAt: (r.finished_at as string | null) ?? null,
+    finishedAt: optText(r.finished_at),
     lastActivity: String(r.last_activity),
     host: String(r.host),
-    pid: r.pid === null ? null : Number(r.pid),
-    revision: (r.revision as string | null) ?? null,
-    trigger: (r.trigger as string | null) ?? null,
+    pid: optNumber(r.pid),
+    revision: optText(r.revision),
+    trigger: optText(r.trigger),
     status: r.status as RunStatus,
-    summary: r.summary ? (JSON.parse(String(r.summary)) as Record<string, unknown>) : null,
+    summary: optJson(r.summary),
   };
 }
 
@@ -337,9 +343,9 @@ function toBoard(r: Row): BoardRow {
   return {
     id: String(r.id),
     part: String(r.part),
-    chipRevision: (r.chip_revision as string | null) ?? null,
-    bootloader: r.bootloader === null ? null : Number(r.bootloader),
-    host: (r.host as string | null) ?? null,
+    chipRevision: optText(r.chip_revision),
+    bootloader: optNumber(r.bootloader),
+    host: optText(r.host),
     virtual: Boolean(r.virtual),
     firstSeen: String(r.first_seen),
     lastSeen: String(r.last_seen),
@@ -352,15 +358,15 @@ function toOutcome(r: Row): OutcomeRow {
     runId: Number(r.run_id),
     board: String(r.board_id),
     part: String(r.part),
-    chipRevision: (r.chip_revision as string | null) ?? null,
-    bootloader: r.bootloader === null ? null : Number(r.bootloader),
+    chipRevision: optText(r.chip_revision),
+    bootloader: optNumber(r.bootloader),
     suite: String(r.suite),
     test: String(r.test),
     status: r.status as OutcomeStatus,
-    durationMs: r.duration_ms === null ? null : Number(r.duration_ms),
-    errorCode: (r.error_code as string | null) ?? null,
-    details: r.details ? (JSON.parse(String(r.details)) as Record<string, unknown>) : null,
-    knownIssue: (r.known_issue as string | null) ?? null,
+    durationMs: optNumber(r.duration_ms),
+    errorCode: optText(r.error_code),
+    details: optJson(r.details),
+    knownIssue: optText(r.known_issue),
     recordedAt: String(r.recorded_at),
   };
 }
@@ -370,10 +376,10 @@ function toMeasurement(r: Row): MeasurementRow {
     id: Number(r.id),
     runId: Number(r.run_id),
     board: String(r.board_id),
-    part: (r.part as string | null) ?? null,
-    bootloader: r.bootloader === null ? null : Number(r.bootloader),
-    suite: (r.suite as string | null) ?? null,
-    test: (r.test as string | null) ?? null,
+    part: optText(r.part),
+    bootloader: optNumber(r.bootloader),
+    suite: optText(r.suite),
+    test: optText(r.test),
     name: String(r.name),
     value: Number(r.value),
     unit: String(r.unit),

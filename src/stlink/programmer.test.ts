@@ -3,20 +3,13 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { dfuReaderForBoard } from '../farm/board.ts';
 import { findBoard } from '../farm/config.ts';
+import { rejection } from '../util/testing.ts';
 import { StlinkError } from './errors.ts';
 import { makeTestFarm } from './fixtures/farm.ts';
 import { locateProgrammerCli } from './locate.ts';
 import { allowMassErase, StlinkProgrammer } from './programmer.ts';
 
-async function rejected(p: Promise<unknown>): Promise<StlinkError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(StlinkError);
-    return e as StlinkError;
-  }
-  throw new Error('expected a StlinkError');
-}
+const rejected = (p: Promise<unknown>) => rejection(p, StlinkError);
 
 // The adapter against the stand-in executable: the same code path as the real tool, only the CLI path differs.
 describe('StlinkProgrammer contract, against the virtual STM32_Programmer_CLI', () => {

@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { rejection } from '../util/testing.ts';
 import { StlinkError } from './errors.ts';
 import { cliFromPath } from './locate.ts';
 import { checkRun, runProgrammer } from './run.ts';
@@ -37,15 +38,7 @@ async function expectAllGone(pidFile: string): Promise<number[]> {
   return pids;
 }
 
-async function codeOf(p: Promise<unknown>): Promise<StlinkError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(StlinkError);
-    return e as StlinkError;
-  }
-  throw new Error('expected a StlinkError');
-}
+const codeOf = (p: Promise<unknown>) => rejection(p, StlinkError);
 
 describe('runProgrammer / checkRun on a misbehaving CLI', () => {
   it('a missing CLI is E_STLINK_CLI_NOT_FOUND', async () => {
