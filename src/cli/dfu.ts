@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
 import {
   type DfuProgress,
   DfuseHost,
@@ -37,6 +38,7 @@ interface TargetOptions {
   board?: string;
   usb?: string;
   alt?: string;
+  trace?: string;
 }
 
 interface Target {
@@ -147,6 +149,29 @@ function writeTrace(ctx: CliContext, t: Target | undefined, out: string | undefi
   );
 }
 
+/** Opens the device the options name, runs `fn` on it, then writes the --trace file and closes it, whatever happened. */
+async function withTarget<T>(ctx: CliContext, o: TargetOptions, fn: (t: Target) => Promise<T>): Promise<T> {
+  const t = await openTarget(ctx, o, !!o.trace);
+  try {
+    return await fn(t);
+  } finally {
+    writeTrace(ctx, t, o.trace);
+    await t.close();
+  }
+}
+
+/** The options of a command that acts on one DFU device: which device, which alternate setting, the trace. */
+function targetOptions(cmd: Command, opts: { alt: boolean }): Command {
+  cmd
+    .option('--board <id>', 'board from boards.yaml (virtual boards are started in their bootloader)')
+    .option('--usb <spec>', 'USB device: VID:PID, VID:PID:SERIAL or VID:PID@PORTPATH');
+  if (opts.alt) cmd.option('--alt <alt>', 'DFU alternate setting (number or name; default "Internal Flash")');
+  return cmd.option(
+    '--trace <out>',
+    'write every control transfer to OUT (.pcapng for Wireshark, .txt for text)',
+  );
+}
+
 function progressFor(ctx: CliContext): { onProgress: (e: DfuProgress) => void; done: () => void } {
   return progressSink(ctx.stderr);
 }
@@ -160,7 +185,6 @@ interface FlashCliOptions extends TargetOptions {
   massErase?: boolean;
   force?: boolean;
   leave?: boolean;
-  trace?: string;
   base?: string;
 }
 
@@ -253,91 +277,83 @@ export const registerDfuCommands: RegisterCommands = (program, ctx) => {
       });
     });
 
-  program
-    .command('flash <file>')
-    .description(
-      'flash an image over USB DFU: erase the sectors it touches, write, optionally verify and leave',
-    )
-    .option('--board <id>', 'board from boards.yaml (virtual boards are started in their bootloader)')
-    .option('--usb <spec>', 'USB device: VID:PID, VID:PID:SERIAL or VID:PID@PORTPATH')
-    .option('--alt <alt>', 'DFU alternate setting (number or name; default "Internal Flash")')
+  targetOptions(
+    program
+      .command('flash <file>')
+      .description(
+        'flash an image over USB DFU: erase the sectors it touches, write, optionally verify and leave',
+      ),
+    { alt: true },
+  )
     .option('--base <addr>', 'load address of a raw binary (default 0x08000000)')
     .option('--verify', 'read back and compare after writing')
     .option('--mass-erase', 'erase the whole flash instead of the sectors the image touches (needs --force)')
     .option('--force', 'allow destructive operations (mass erase)')
     .option('--leave', 'leave DFU mode and start the application afterwards')
-    .option('--trace <out>', 'write every control transfer to OUT (.pcapng for Wireshark, .txt for text)')
     .action(async (file: string, o: FlashCliOptions) => {
       const base = parseAddress(o.base, '--base');
       const image = readImage(file, base === undefined ? {} : { base });
       let permissions = Permissions.none();
       if (o.massErase && o.force) permissions = permissions.allowMassErase();
-      const t = await openTarget(ctx, o, !!o.trace);
-      const progress = progressFor(ctx);
-      try {
-        const r = await t.host.flash(image, {
-          massErase: !!o.massErase,
-          permissions,
-          verify: !!o.verify,
-          ...(o.leave ? { leave: true } : {}),
-          signal: ctx.signal,
-          onProgress: progress.onProgress,
-          ...(t.operationMs ? { deadlineMs: t.operationMs } : {}),
-        });
-        progress.done();
-        const erase =
-          r.plan.erase.mode === 'mass' ? 'mass erase' : `${r.plan.erase.sectors.length} sector(s) erased`;
-        ctx.result(
-          {
-            file,
-            target: t.label,
-            layout: r.plan.layout,
-            erase:
-              r.plan.erase.mode === 'mass'
-                ? 'mass'
-                : r.plan.erase.sectors.map((s) => ({ index: s.index, start: s.start, size: s.size })),
-            writes: r.plan.writes.map((w) => ({ address: w.address, length: w.data.length })),
-            imageBytes: r.plan.imageBytes,
-            verify: r.verify ?? null,
-            left: r.left ?? null,
-            elapsedMs: Math.round(r.elapsedMs),
-            transfers: r.stats.transfers,
-          },
-          () =>
-            [
-              `flashed ${file} (${r.plan.imageBytes} bytes) to ${t.label}: ${erase}, ${r.plan.writes.length} write run(s), ${(r.elapsedMs / 1000).toFixed(1)} s`,
-              ...(r.verify ? [reportLines(r.verify)] : []),
-              ...(r.left
-                ? [r.left === 'left' ? 'left DFU mode: the device detached' : 'left DFU mode (manifesting)']
-                : []),
-            ].join('\n'),
-        );
-      } catch (e) {
-        progress.done();
-        const report = (e as { report?: VerifyReport }).report;
-        if (report && !ctx.json) ctx.info(reportLines(report));
-        throw e;
-      } finally {
-        writeTrace(ctx, t, o.trace);
-        await t.close();
-      }
+      await withTarget(ctx, o, async (t) => {
+        const progress = progressFor(ctx);
+        try {
+          const r = await t.host.flash(image, {
+            massErase: !!o.massErase,
+            permissions,
+            verify: !!o.verify,
+            ...(o.leave ? { leave: true } : {}),
+            signal: ctx.signal,
+            onProgress: progress.onProgress,
+            ...(t.operationMs ? { deadlineMs: t.operationMs } : {}),
+          });
+          progress.done();
+          const erase =
+            r.plan.erase.mode === 'mass' ? 'mass erase' : `${r.plan.erase.sectors.length} sector(s) erased`;
+          ctx.result(
+            {
+              file,
+              target: t.label,
+              layout: r.plan.layout,
+              erase:
+                r.plan.erase.mode === 'mass'
+                  ? 'mass'
+                  : r.plan.erase.sectors.map((s) => ({ index: s.index, start: s.start, size: s.size })),
+              writes: r.plan.writes.map((w) => ({ address: w.address, length: w.data.length })),
+              imageBytes: r.plan.imageBytes,
+              verify: r.verify ?? null,
+              left: r.left ?? null,
+              elapsedMs: Math.round(r.elapsedMs),
+              transfers: r.stats.transfers,
+            },
+            () =>
+              [
+                `flashed ${file} (${r.plan.imageBytes} bytes) to ${t.label}: ${erase}, ${r.plan.writes.length} write run(s), ${(r.elapsedMs / 1000).toFixed(1)} s`,
+                ...(r.verify ? [reportLines(r.verify)] : []),
+                ...(r.left
+                  ? [r.left === 'left' ? 'left DFU mode: the device detached' : 'left DFU mode (manifesting)']
+                  : []),
+              ].join('\n'),
+          );
+        } catch (e) {
+          progress.done();
+          const report = (e as { report?: VerifyReport }).report;
+          if (report && !ctx.json) ctx.info(reportLines(report));
+          throw e;
+        }
+      });
     });
 
-  program
-    .command('read')
-    .description('read memory over USB DFU (UPLOAD) into a binary file')
-    .option('--board <id>', 'board from boards.yaml')
-    .option('--usb <spec>', 'USB device: VID:PID, VID:PID:SERIAL or VID:PID@PORTPATH')
-    .option('--alt <alt>', 'DFU alternate setting (number or name)')
+  targetOptions(program.command('read').description('read memory over USB DFU (UPLOAD) into a binary file'), {
+    alt: true,
+  })
     .requiredOption('--address <addr>', 'start address')
     .requiredOption('--length <n>', 'bytes to read (4096, 0x1000, 128K)')
     .requiredOption('-o, --output <file>', 'where to write the bytes')
-    .option('--trace <out>', 'write every control transfer to OUT (.pcapng or .txt)')
-    .action(
-      async (o: TargetOptions & { address: string; length: string; output: string; trace?: string }) => {
-        const address = parseAddress(o.address, '--address')!;
-        const length = parseLength(o.length);
-        const t = await openTarget(ctx, o, !!o.trace);
+    .action(async (o: TargetOptions & { address: string; length: string; output: string }) => {
+      const address = parseAddress(o.address, '--address')!;
+      const length = parseLength(o.length);
+      await withTarget(ctx, o, async (t) => {
         const progress = progressFor(ctx);
         try {
           const data = await t.host.read(address, length, {
@@ -356,27 +372,24 @@ export const registerDfuCommands: RegisterCommands = (program, ctx) => {
           );
         } finally {
           progress.done();
-          writeTrace(ctx, t, o.trace);
-          await t.close();
         }
-      },
-    );
+      });
+    });
 
-  program
-    .command('unprotect')
-    .description(
-      'remove read protection (RDP level 1 to 0) over USB DFU: the chip erases its whole flash and resets (needs --force)',
-    )
-    .option('--board <id>', 'board from boards.yaml')
-    .option('--usb <spec>', 'USB device: VID:PID, VID:PID:SERIAL or VID:PID@PORTPATH')
+  targetOptions(
+    program
+      .command('unprotect')
+      .description(
+        'remove read protection (RDP level 1 to 0) over USB DFU: the chip erases its whole flash and resets (needs --force)',
+      ),
+    { alt: false },
+  )
     .option('--force', 'allow it: every byte of flash is lost')
-    .option('--trace <out>', 'write every control transfer to OUT (.pcapng or .txt)')
-    .action(async (o: TargetOptions & { force?: boolean; trace?: string }) => {
+    .action(async (o: TargetOptions & { force?: boolean }) => {
       const permissions = o.force ? Permissions.none().allowReadUnprotect() : Permissions.none();
       // Refused before the board is touched (leased, powered, enumerated).
       permissions.require('read-unprotect', 'a read unprotect');
-      const t = await openTarget(ctx, o, !!o.trace);
-      try {
+      await withTarget(ctx, o, async (t) => {
         await t.host.readUnprotect(permissions, {
           signal: ctx.signal,
           ...(t.operationMs ? { deadlineMs: t.operationMs } : {}),
@@ -385,41 +398,36 @@ export const registerDfuCommands: RegisterCommands = (program, ctx) => {
           { target: t.label, readUnprotect: 'accepted' },
           `read unprotect accepted by ${t.label}: the chip erases its flash, drops read protection to level 0 and resets`,
         );
-      } finally {
-        writeTrace(ctx, t, o.trace);
-        await t.close();
-      }
+      });
     });
 
-  program
-    .command('verify <file>')
-    .description('compare the device memory with an image (UPLOAD and compare)')
-    .option('--board <id>', 'board from boards.yaml')
-    .option('--usb <spec>', 'USB device: VID:PID, VID:PID:SERIAL or VID:PID@PORTPATH')
-    .option('--alt <alt>', 'DFU alternate setting (number or name)')
+  targetOptions(
+    program
+      .command('verify <file>')
+      .description('compare the device memory with an image (UPLOAD and compare)'),
+    { alt: true },
+  )
     .option('--base <addr>', 'load address of a raw binary (default 0x08000000)')
-    .option('--trace <out>', 'write every control transfer to OUT (.pcapng or .txt)')
-    .action(async (file: string, o: TargetOptions & { base?: string; trace?: string }) => {
+    .action(async (file: string, o: TargetOptions & { base?: string }) => {
       const base = parseAddress(o.base, '--base');
       const image = readImage(file, base === undefined ? {} : { base });
-      const t = await openTarget(ctx, o, !!o.trace);
-      const progress = progressFor(ctx);
-      try {
-        const report = await t.host.verify(image, { signal: ctx.signal, onProgress: progress.onProgress });
-        progress.done();
-        if (!report.ok) {
-          if (!ctx.json) ctx.info(reportLines(report));
-          throw Object.assign(verifyError(image, report), { report });
+      await withTarget(ctx, o, async (t) => {
+        const progress = progressFor(ctx);
+        try {
+          const report = await t.host.verify(image, { signal: ctx.signal, onProgress: progress.onProgress });
+          progress.done();
+          if (!report.ok) {
+            if (!ctx.json) ctx.info(reportLines(report));
+            throw Object.assign(verifyError(image, report), { report });
+          }
+          ctx.result(
+            { file, target: t.label, ...report },
+            `${file} matches ${t.label}: ${reportLines(report)}`,
+          );
+        } finally {
+          progress.done();
         }
-        ctx.result(
-          { file, target: t.label, ...report },
-          `${file} matches ${t.label}: ${reportLines(report)}`,
-        );
-      } finally {
-        progress.done();
-        writeTrace(ctx, t, o.trace);
-        await t.close();
-      }
+      });
     });
 };
 
