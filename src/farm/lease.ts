@@ -1,17 +1,9 @@
-import {
-  closeSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { HilError, sysCode } from '../errors.ts';
-import { processAlive } from '../util/process.ts';
+import { HilError } from '../errors.ts';
+import { type HeldLockFile, type LockFileInfo, readLockFile, tryLockFile } from '../util/lockfile.ts';
 
 /**
  * A board lease: no two runs (two processes, two users on a shared host) drive one board at once. The lease
@@ -26,38 +18,15 @@ export class LeaseError extends HilError {
   }
 }
 
-export interface LeaseInfo {
+export interface LeaseInfo extends LockFileInfo {
   board: string;
-  pid: number;
-  host: string;
-  owner: string;
-  acquiredAt: number;
   expiresAt: number;
 }
 
-export interface Lease {
-  readonly info: LeaseInfo;
-  release(): void;
-}
-
-function readLease(file: string): LeaseInfo | undefined {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as LeaseInfo;
-  } catch {
-    return undefined;
-  }
-}
+export type Lease = HeldLockFile<LeaseInfo>;
 
 export function leaseFile(stateDir: string, board: string): string {
   return path.join(stateDir, 'leases', `${board}.lease`);
-}
-
-/** Whether the lease in `file` is still held by someone (not expired, holder alive if on this host). */
-export function leaseHeld(info: LeaseInfo | undefined, now = Date.now()): boolean {
-  if (!info) return false;
-  if (info.expiresAt <= now) return false;
-  if (info.host === hostname() && !processAlive(info.pid)) return false;
-  return true;
 }
 
 export function acquireLease(
@@ -69,76 +38,39 @@ export function acquireLease(
   const now = opts.now ?? Date.now;
   const file = leaseFile(stateDir, board);
   mkdirSync(path.dirname(file), { recursive: true });
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const info: LeaseInfo = {
-      board,
-      pid: process.pid,
-      host: hostname(),
-      owner: opts.owner,
-      acquiredAt: now(),
-      expiresAt: now() + ttl,
-    };
-    try {
-      const fd = openSync(file, 'wx');
-      writeSync(fd, JSON.stringify(info));
-      closeSync(fd);
-      return startRenewal(file, info, ttl, now);
-    } catch (e) {
-      if (sysCode(e) !== 'EEXIST') {
-        throw new LeaseError(
-          'E_LEASE_IO',
-          `cannot create the lease for board "${board}" at ${file}: ${(e as Error).message}`,
-          { file },
-        );
-      }
-    }
-    const holder = readLease(file);
-    if (leaseHeld(holder, now())) {
-      throw new LeaseError(
-        'E_BOARD_LEASED',
-        `board "${board}" is in use by ${holder!.owner} (pid ${holder!.pid} on ${holder!.host}) until ${new Date(holder!.expiresAt).toISOString()}`,
-        { board, holder },
-      );
-    }
-    // Stale: the holder died or let it expire. Move it aside atomically so two takers cannot both remove it.
-    try {
-      renameSync(file, `${file}.stale-${process.pid}`);
-      rmSync(`${file}.stale-${process.pid}`, { force: true });
-    } catch {
-      // Someone else cleaned it up first; try again.
-    }
-  }
+  const info: LeaseInfo = {
+    board,
+    pid: process.pid,
+    host: hostname(),
+    owner: opts.owner,
+    token: randomUUID(),
+    acquiredAt: now(),
+    expiresAt: now() + ttl,
+  };
+  // A lease lapses at its expiresAt; the holder moves that on every ttl / 3.
+  const r = tryLockFile(file, info, {
+    lapsed: ({ info: held }) => (held.expiresAt <= now() ? 'expired' : undefined),
+    renew: (f, held) => {
+      // Never over a lease another run took after ours lapsed in a long stall.
+      if (readLockFile<LeaseInfo>(f)?.info?.token !== held.token) return;
+      held.expiresAt = now() + ttl;
+      writeFileSync(f, JSON.stringify(held));
+    },
+    renewEveryMs: Math.max(1000, ttl / 3),
+    ioError: (e) =>
+      new LeaseError(
+        'E_LEASE_IO',
+        `cannot create the lease for board "${board}" at ${file}: ${(e as Error).message}`,
+        { file },
+      ),
+  });
+  if ('lock' in r) return r.lock;
+  const holder = r.holder;
   throw new LeaseError(
     'E_BOARD_LEASED',
-    `board "${board}": could not take the lease (another run keeps taking it)`,
-    { board },
+    holder
+      ? `board "${board}" is in use by ${holder.owner} (pid ${holder.pid} on ${holder.host}) until ${new Date(holder.expiresAt).toISOString()}`
+      : `board "${board}": could not take the lease (another run keeps taking it)`,
+    { board, holder: holder ?? null },
   );
-}
-
-function startRenewal(file: string, info: LeaseInfo, ttl: number, now: () => number): Lease {
-  let released = false;
-  const timer = setInterval(
-    () => {
-      if (released) return;
-      info.expiresAt = now() + ttl;
-      try {
-        writeFileSync(file, JSON.stringify(info));
-      } catch {
-        // The next renewal tries again; the lease only expires if renewals keep failing.
-      }
-    },
-    Math.max(1000, ttl / 3),
-  );
-  timer.unref();
-  return {
-    info,
-    release() {
-      if (released) return;
-      released = true;
-      clearInterval(timer);
-      const current = readLease(file);
-      if (current && current.pid === info.pid && current.acquiredAt === info.acquiredAt)
-        rmSync(file, { force: true });
-    },
-  };
 }

@@ -1,21 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import {
-  closeSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  utimesSync,
-  writeSync,
-} from 'node:fs';
+import { mkdirSync, utimesSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
-import { sysCode } from '../errors.ts';
 import { throwIfAborted } from '../util/abort.ts';
 import { type Clock, realClock } from '../util/clock.ts';
-import { processAlive } from '../util/process.ts';
+import { type HeldLockFile, type LockFileInfo, type LockFilePolicy, tryLockFile } from '../util/lockfile.ts';
 import { SerialError } from './errors.ts';
 
 /**
@@ -25,20 +14,11 @@ import { SerialError } from './errors.ts';
  * host). A second line of defence is the flock(2) that serialport takes on the device itself (`lock: true`).
  */
 
-export interface PortLockInfo {
+export interface PortLockInfo extends LockFileInfo {
   port: string;
-  pid: number;
-  host: string;
-  token: string;
-  owner: string;
-  acquiredAt: number;
 }
 
-export interface PortLock {
-  readonly info: PortLockInfo;
-  readonly file: string;
-  release(): void;
-}
+export type PortLock = HeldLockFile<PortLockInfo>;
 
 export interface PortLockOptions {
   /** Directory of the lock files; every process on a host must use the same one. */
@@ -62,26 +42,24 @@ export function lockFileFor(dir: string, port: string): string {
   return path.join(dir, `${port.replace(/^\/+/, '').replace(/[^A-Za-z0-9._-]/g, '_')}.lock`);
 }
 
-function readLock(file: string): { info: PortLockInfo; mtimeMs: number } | undefined {
-  try {
-    const mtimeMs = statSync(file).mtimeMs;
-    return { info: JSON.parse(readFileSync(file, 'utf8')) as PortLockInfo, mtimeMs };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Why the lock in `file` is stale, or undefined while its holder is alive. */
-export function staleReason(
-  held: { info: PortLockInfo; mtimeMs: number } | undefined,
-  staleMs: number,
-  now = Date.now(),
-): string | undefined {
-  if (!held) return 'unreadable';
-  if (held.info.host === hostname() && !processAlive(held.info.pid))
-    return `holder pid ${held.info.pid} is gone`;
-  if (now - held.mtimeMs > staleMs) return `not touched for ${Math.round(now - held.mtimeMs)} ms`;
-  return undefined;
+/** The relay lock's policy: lapsed when not touched for `staleMs`; the holder touches it every staleMs / 3. */
+function portPolicy(port: string, file: string, staleMs: number): LockFilePolicy<PortLockInfo> {
+  return {
+    lapsed: ({ mtimeMs }) => {
+      const idle = Date.now() - mtimeMs;
+      return idle > staleMs ? `not touched for ${Math.round(idle)} ms` : undefined;
+    },
+    renew: (f) => {
+      const now = new Date();
+      utimesSync(f, now, now);
+    },
+    renewEveryMs: Math.max(100, Math.floor(staleMs / 3)),
+    ioError: (e) =>
+      new SerialError('E_SERIAL_IO', `cannot create the lock file ${file}: ${(e as Error).message}`, {
+        details: { port, file },
+        cause: e,
+      }),
+  };
 }
 
 export async function acquirePortLock(port: string, opts: PortLockOptions = {}): Promise<PortLock> {
@@ -91,6 +69,7 @@ export async function acquirePortLock(port: string, opts: PortLockOptions = {}):
   const pollMs = opts.pollMs ?? 25;
   const clock = opts.clock ?? realClock;
   const file = lockFileFor(dir, port);
+  const policy = portPolicy(port, file, staleMs);
   mkdirSync(dir, { recursive: true });
   const start = clock.now();
   let holder: PortLockInfo | undefined;
@@ -104,44 +83,9 @@ export async function acquirePortLock(port: string, opts: PortLockOptions = {}):
       owner: opts.owner ?? `pid ${process.pid}`,
       acquiredAt: Date.now(),
     };
-    try {
-      const fd = openSync(file, 'wx');
-      try {
-        writeSync(fd, JSON.stringify(info));
-      } finally {
-        closeSync(fd);
-      }
-      return startHeartbeat(file, info, staleMs);
-    } catch (e) {
-      if (sysCode(e) !== 'EEXIST') {
-        throw new SerialError('E_SERIAL_IO', `cannot create the lock file ${file}: ${(e as Error).message}`, {
-          details: { port, file },
-          cause: e,
-        });
-      }
-    }
-    const held = readLock(file);
-    holder = held?.info;
-    const stale = held ? staleReason(held, staleMs) : undefined;
-    if (stale) {
-      // Move it aside atomically (one taker wins the rename), then check we moved the lock we judged stale.
-      const aside = `${file}.stale-${info.token}`;
-      try {
-        renameSync(file, aside);
-        const moved = readLock(aside);
-        if (moved && moved.info.token !== held!.info.token) {
-          // Someone took the port between our read and the rename: give the lock back.
-          try {
-            renameSync(aside, file);
-          } catch {
-            // Gone again; the next round sorts it out.
-          }
-        } else rmSync(aside, { force: true });
-      } catch {
-        // Another process cleaned it up first.
-      }
-      continue;
-    }
+    const r = tryLockFile(file, info, policy);
+    if ('lock' in r) return r.lock;
+    holder = r.holder;
     if (clock.now() - start >= waitMs) break;
     await clock.sleep(Math.min(pollMs * 2 ** Math.min(attempt, 3), 200), opts.signal);
   }
@@ -153,31 +97,4 @@ export async function acquirePortLock(port: string, opts: PortLockOptions = {}):
       hint: `if that process is gone, the lock ${file} expires by itself`,
     },
   );
-}
-
-function startHeartbeat(file: string, info: PortLockInfo, staleMs: number): PortLock {
-  let released = false;
-  const timer = setInterval(
-    () => {
-      try {
-        const now = new Date();
-        utimesSync(file, now, now);
-      } catch {
-        // Removed under us (stale takeover after a long stall): nothing to renew.
-      }
-    },
-    Math.max(100, Math.floor(staleMs / 3)),
-  );
-  timer.unref();
-  return {
-    info,
-    file,
-    release() {
-      if (released) return;
-      released = true;
-      clearInterval(timer);
-      const current = readLock(file);
-      if (current && current.info.token === info.token) rmSync(file, { force: true });
-    },
-  };
 }
