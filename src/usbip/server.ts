@@ -376,6 +376,18 @@ class Session {
     this.#socket.destroy();
   }
 
+  /** A STALL on the pipe: RET_SUBMIT with -EPIPE and no data, as the host controller reports it. */
+  #stall(h: Urb['header']): void {
+    this.#write(
+      encodeRetSubmit({
+        seqnum: h.seqnum,
+        status: -EPIPE,
+        actualLength: 0,
+        numberOfPackets: h.numberOfPackets,
+      }),
+    );
+  }
+
   #write(bytes: Uint8Array): void {
     if (this.#phase === 'closed' || !this.#socket.writable) return;
     this.#socket.write(bytes);
@@ -518,14 +530,7 @@ class Session {
     const h = urb.header;
     if (h.ep !== 0) {
       // The DFU bootloader has endpoint 0 only; the kernel would not submit elsewhere, a broken client might.
-      this.#write(
-        encodeRetSubmit({
-          seqnum: h.seqnum,
-          status: -EPIPE,
-          actualLength: 0,
-          numberOfPackets: h.numberOfPackets,
-        }),
-      );
+      this.#stall(h);
       return;
     }
     const setup = decodeSetup(h.setup);
@@ -583,14 +588,7 @@ class Session {
         return;
       }
       case 'stall':
-        this.#write(
-          encodeRetSubmit({
-            seqnum: h.seqnum,
-            status: -EPIPE,
-            actualLength: 0,
-            numberOfPackets: h.numberOfPackets,
-          }),
-        );
+        this.#stall(h);
         return;
       case 'timeout':
         // No answer on the bus: the client's own timeout unlinks the URB.
